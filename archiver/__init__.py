@@ -1,0 +1,3 @@
+"""Archive DynamoDB Streams changes as Hive-partitioned Parquet."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,170 @@
+"""Reading an archive: a store and a table in, partitions and ordered records out.
+
+Reads go one hour partition at a time, so memory stays bounded by the largest
+partition however large the archive is. A window (``since_us``/``until_us``,
+inclusive) prunes partitions by their path before any file is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .codec import check_schema_version, order_rows, read_archive_file, stream_records
+from .layout import Partition, day_prefix, parse_data_key, partitions_between, table_prefix
+from .schema import PARTITION_COLUMNS, Col
+from .store import ArchiveStore, StoredObject
+
+__all__ = [
+    "EventFilter",
+    "TableSummary",
+    "iter_events",
+    "list_partitions",
+    "list_tables",
+    "read_partition",
+    "summarize_table",
+]
+
+REPLAY_COLUMNS = [Col.EVENT_ID, Col.EVENT_NAME, Col.EVENT_SOURCE, Col.SEQUENCE_NUMBER,
+                  Col.CHANGE_TIME, Col.KEYS, Col.KEYS_PLAIN, Col.NEW_IMAGE, Col.OLD_IMAGE,
+                  Col.ENVELOPE]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which changes to read. Times are epoch microseconds, both ends inclusive."""
+
+    since_us: int | None = None
+    until_us: int | None = None
+    event_names: frozenset[str] | None = None
+    key: dict[str, Any] | None = None  # plain JSON; every attribute given must match
+
+
+def list_tables(store: ArchiveStore) -> list[str]:
+    """The tables an archive holds data for."""
+    prefix = PARTITION_COLUMNS[0] + "="
+    return [d[len(prefix):] for d in store.list_dirs("") if d.startswith(prefix)]
+
+
+def _day(us: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)).strftime("%Y-%m-%d")
+
+
+def list_partitions(
+    store: ArchiveStore, table: str, since_us: int | None = None, until_us: int | None = None
+) -> list[tuple[Partition, list[StoredObject]]]:
+    """The table's partitions that can hold changes in the window, oldest first, with their files."""
+    if since_us is not None and until_us is not None:
+        days = sorted({p.dt for p in partitions_between(table, since_us, until_us)})
+    else:
+        days = [d[3:] for d in store.list_dirs(table_prefix(table)) if d.startswith("dt=")]
+        if since_us is not None:
+            days = [d for d in days if d >= _day(since_us)]
+        if until_us is not None:
+            days = [d for d in days if d <= _day(until_us)]
+    grouped: dict[Partition, list[StoredObject]] = {}
+    for day in days:
+        for obj in store.list(day_prefix(table, day)):
+            parsed = parse_data_key(obj.key)
+            if parsed is None:
+                continue
+            partition = parsed[0]
+            end_us = partition.hour_start_us + 3_600_000_000 - 1
+            if since_us is not None and end_us < since_us:
+                continue
+            if until_us is not None and partition.hour_start_us > until_us:
+                continue
+            grouped.setdefault(partition, []).append(obj)
+    return sorted(grouped.items())
+
+
+def read_partition(
+    store: ArchiveStore, files: Iterable[StoredObject], flt: EventFilter = EventFilter()
+) -> pa.Table:
+    """One partition's changes that pass ``flt``: ordered, each event id once."""
+    tables = []
+    for obj in files:
+        with store.open(obj.key) as handle:
+            tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}", REPLAY_COLUMNS))
+    if not tables:
+        return pa.table({})
+    table = pa.concat_tables(tables)
+    mask = None
+    times = table.column(Col.CHANGE_TIME)
+    if flt.since_us is not None:
+        mask = _and(mask, pc.greater_equal(times, pa.scalar(flt.since_us, times.type)))
+    if flt.until_us is not None:
+        mask = _and(mask, pc.less_equal(times, pa.scalar(flt.until_us, times.type)))
+    if flt.event_names is not None:
+        mask = _and(mask, pc.is_in(table.column(Col.EVENT_NAME), pa.array(sorted(flt.event_names))))
+    if mask is not None:
+        table = table.filter(mask)
+    if flt.key is not None:
+        table = table.filter(pa.array(_key_matches(table.column(Col.KEYS_PLAIN).to_pylist(), flt.key)))
+    return order_rows(table)
+
+
+def _and(mask: Any, other: Any) -> Any:
+    return other if mask is None else pc.and_(mask, other)
+
+
+def _key_matches(keys_plain: list[str], wanted: dict[str, Any]) -> list[bool]:
+    out = []
+    for text in keys_plain:
+        keys = orjson.loads(text)
+        out.append(all(name in keys and keys[name] == value for name, value in wanted.items()))
+    return out
+
+
+def iter_events(store: ArchiveStore, table: str, flt: EventFilter = EventFilter()) -> Iterator[dict[str, Any]]:
+    """The table's stream records in archive order, each exactly as it arrived."""
+    for _, files in list_partitions(store, table, flt.since_us, flt.until_us):
+        yield from stream_records(read_partition(store, files, flt))
+
+
+@dataclass(frozen=True, slots=True)
+class TableSummary:
+    table: str
+    rows: int
+    files: int
+    bytes: int
+    first_change_us: int | None
+    last_change_us: int | None
+
+
+def summarize_table(store: ArchiveStore, table: str) -> TableSummary:
+    """Counts and time range of one table, from file footers only (no data pages read)."""
+    rows = files = size = 0
+    first: int | None = None
+    last: int | None = None
+    for _, objects in list_partitions(store, table):
+        for obj in objects:
+            with store.open(obj.key) as handle:
+                meta = pq.read_metadata(handle)
+            check_schema_version(meta.schema.to_arrow_schema(), f"{store.uri}/{obj.key}")
+            files += 1
+            size += obj.size
+            rows += meta.num_rows
+            index = meta.schema.to_arrow_schema().get_field_index(Col.CHANGE_TIME)
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(index).statistics
+                if stats is None or not stats.has_min_max:
+                    continue
+                low, high = _as_us(stats.min), _as_us(stats.max)
+                first = low if first is None else min(first, low)
+                last = high if last is None else max(last, high)
+    return TableSummary(table, rows, files, size, first, last)
+
+
+def _as_us(value: Any) -> int:
+    if isinstance(value, datetime):
+        delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return int(value)

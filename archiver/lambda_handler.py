@@ -1,0 +1,116 @@
+"""The Lambda archival sink: a DynamoDB Streams (or Kinesis) event in, batchItemFailures out.
+
+Wire it to the stream with ``FunctionResponseTypes: [ReportBatchItemFailures]``.
+Configuration comes from ``ARCHIVER_*`` environment variables (see
+:class:`archiver.settings.ArchiverSettings`); settings and the S3 client are
+built on the first invocation and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from archiver.archive.store import ArchiveStore
+from archiver.decode import item_identifier
+from archiver.write import ArchiveOptions, archive_records
+
+__all__ = ["EventShapeError", "batch_item_failures", "handler"]
+
+log = logging.getLogger("archiver.lambda")
+_state: tuple[ArchiveStore, ArchiveOptions] | None = None
+
+
+class EventShapeError(ValueError):
+    """The invocation event is not a DynamoDB Streams or Kinesis event."""
+
+
+def _setup() -> tuple[ArchiveStore, ArchiveOptions]:
+    from pydantic import ValidationError
+
+    from archiver.logs import configure
+    from archiver.settings import ArchiverSettings
+    from archiver.stores import store_for
+
+    try:
+        settings = ArchiverSettings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}" for e in err.errors()
+        )
+        raise RuntimeError(f"invalid archiver configuration: {problems}") from None
+    configure(settings.log_level, json=True)
+    store = store_for(settings.archive_uri, settings.sse_arguments)
+    options = ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table)
+    return store, options
+
+
+def records_of(event: Any) -> list[Any]:
+    """The ``Records`` list of a Lambda event, or EventShapeError saying what arrived instead."""
+    if not isinstance(event, dict):
+        raise EventShapeError(
+            f"expected a DynamoDB Streams or Kinesis event (an object with 'Records'), got {type(event).__name__}"
+        )
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise EventShapeError(
+            "expected a DynamoDB Streams or Kinesis event with a 'Records' list, got an object with keys "
+            f"{sorted(event)[:10]}"
+        )
+    return records
+
+
+def batch_item_failures(records: list[Any], failed_positions: set[int]) -> list[dict[str, str]]:
+    """Lambda's partial-batch response: the first unstored record and every record after it.
+
+    Lambda resumes from the lowest reported sequence number, so everything after
+    the first failure is re-delivered; reporting it too makes that explicit.
+    Raises RuntimeError when a record to report has no identifier: then only a
+    failed invocation (the whole batch retried) is safe.
+    """
+    if not failed_positions:
+        return []
+    failures = []
+    for position in range(min(failed_positions), len(records)):
+        identifier = item_identifier(records[position])
+        if identifier is None:
+            raise RuntimeError(
+                f"record {position} was not stored and has no sequence number to report; "
+                "failing the invocation so Lambda retries the whole batch"
+            )
+        failures.append({"itemIdentifier": identifier})
+    return failures
+
+
+def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """Archive the event's records; report what was not durably written."""
+    global _state
+    if _state is None:
+        _state = _setup()
+    store, options = _state
+    records = records_of(event)
+    started = time.perf_counter()
+    report = archive_records(records, store, options)
+    failures = batch_item_failures(records, report.failed_positions)
+    log.info(
+        "invocation summary",
+        extra={
+            "received": report.received,
+            "archived": report.archived,
+            "dead_lettered": report.dead_lettered,
+            "failed": len(report.failed_positions),
+            "reported_failures": len(failures),
+            "files": len(report.files),
+            "bytes": report.bytes_written,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "request_id": getattr(context, "aws_request_id", None),
+        },
+    )
+    return {"batchItemFailures": failures}
+
+
+def reset() -> None:
+    """Forget the cached settings and store (tests change the environment between runs)."""
+    global _state
+    _state = None

@@ -1,0 +1,109 @@
+"""A lean S3 adapter of ArchiveStore over boto3, for the Lambda sink and the CLIs.
+
+boto3 imports in ~0.2 s against ~0.4 s for s3fs, which matters on a Lambda
+cold start. Retries follow botocore's own policy (``AWS_RETRY_MODE``,
+``AWS_MAX_ATTEMPTS``; standard mode with 5 attempts unless configured), the one
+retry policy for S3. SDK errors are translated here, once.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import IO, Any
+
+from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
+from archiver.archive.store import StoredObject, check_key, split_s3_uri
+
+__all__ = ["S3Store"]
+
+_DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+           "NoSuchBucket", "ExpiredToken", "InvalidToken", "KMS.DisabledException",
+           "KMS.NotFoundException", "KMS.AccessDeniedException", "AccessDeniedException"}
+
+
+class S3Store:
+    """An archive under ``s3://bucket/prefix`` written with ``put_object``."""
+
+    def __init__(self, uri: str, *, client: Any = None, sse: dict[str, str] | None = None) -> None:
+        self.uri = uri.rstrip("/")
+        self.bucket, self.prefix = split_s3_uri(uri)
+        self.sse = dict(sse or {})
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.session.Session().client(
+                "s3", config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
+            )
+        self.client = client
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _translate(self, action: str, key: str, err: Exception) -> StoreError:
+        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+        target = f"s3://{self.bucket}/{key}"
+        if isinstance(err, NoCredentialsError | PartialCredentialsError):
+            return StoreAccessDenied(f"{action} {target}: no AWS credentials found ({err})")
+        if isinstance(err, ClientError):
+            code = err.response.get("Error", {}).get("Code", "")
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _DENIED or status in (401, 403):
+                return StoreAccessDenied(f"{action} {target}: {code or status} (bucket {self.bucket})")
+            return StoreUnavailable(f"{action} {target}: {code or status}")
+        return StoreUnavailable(f"{action} {target}: {err}")
+
+    def _call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"s3://{self.bucket}/{key}") from err
+            raise self._translate(action, key, err) from err
+        except BotoCoreError as err:
+            raise self._translate(action, key, err) from err
+
+    def put(self, key: str, data: bytes) -> None:
+        full = self._key(key)
+        self._call("write", full, "put_object", Bucket=self.bucket, Key=full, Body=data, **self.sse)
+
+    def get(self, key: str) -> bytes:
+        full = self._key(key)
+        response = self._call("read", full, "get_object", Bucket=self.bucket, Key=full)
+        data: bytes = response["Body"].read()
+        return data
+
+    def open(self, key: str) -> IO[bytes]:
+        return io.BytesIO(self.get(key))
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        full = self.prefix + prefix
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full, **token)
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]))
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        full = self.prefix + prefix
+        names: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full,
+                              Delimiter="/", **token)
+            names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            if not page.get("IsTruncated"):
+                return sorted(names)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def delete(self, key: str) -> None:
+        full = self._key(key)
+        self._call("delete", full, "delete_object", Bucket=self.bucket, Key=full)

@@ -1,0 +1,79 @@
+"""The archiver's settings: ``ARCHIVER_*`` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from archiver.archive.errors import FormatError
+from archiver.archive.schema import PromotedColumn, parse_promoted_columns
+
+__all__ = ["ArchiverSettings"]
+
+
+class ArchiverSettings(BaseSettings):
+    """Settings of the Lambda sink and the ``archiver`` CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCHIVER_", extra="ignore")
+
+    archive_uri: str = Field(
+        description="Where the archive lives: `s3://bucket/prefix` or a local folder.",
+    )
+    promoted_columns: str = Field(
+        default="",
+        description="Extra typed columns copied from item attributes, "
+        "e.g. `customer_id:string,total=amount:decimal(18,2)` (types: string, bigint, double, "
+        "boolean, decimal(p,s)).",
+    )
+    plain_images: bool = Field(
+        default=False,
+        description="Also store NewImage/OldImage as plain JSON (`new_image_plain`, "
+        "`old_image_plain`); costs a second pass over every image.",
+    )
+    sse: Literal["AES256", "aws:kms", "none"] = Field(
+        default="AES256",
+        description="Server-side encryption of every S3 object: `AES256` (SSE-S3), `aws:kms` "
+        "(SSE-KMS) or `none` (the bucket's default applies).",
+    )
+    sse_kms_key_id: str | None = Field(
+        default=None, description="KMS key id or ARN for `aws:kms` (else the AWS managed key)."
+    )
+    default_table: str | None = Field(
+        default=None,
+        description="Table to file DynamoDB Streams records under when they carry no "
+        "`eventSourceARN` (records from GetRecords dumps).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level; item data is never logged at INFO."
+    )
+
+    @field_validator("promoted_columns")
+    @classmethod
+    def _check_promoted(cls, value: str) -> str:
+        try:
+            parse_promoted_columns(value)
+        except FormatError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_sse(self) -> ArchiverSettings:
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            raise ValueError("sse_kms_key_id is set but sse is not 'aws:kms'")
+        return self
+
+    @property
+    def promoted(self) -> tuple[PromotedColumn, ...]:
+        return parse_promoted_columns(self.promoted_columns)
+
+    @property
+    def sse_arguments(self) -> dict[str, str]:
+        """The S3 put arguments for server-side encryption."""
+        if self.sse == "none":
+            return {}
+        arguments = {"ServerSideEncryption": self.sse}
+        if self.sse_kms_key_id:
+            arguments["SSEKMSKeyId"] = self.sse_kms_key_id
+        return arguments
