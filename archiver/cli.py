@@ -1,0 +1,200 @@
+"""The ``archiver`` command line: ``archiver ingest`` (backfills, tests, the demo).
+
+Exit codes: 0 everything archived; 1 something was not archived (a malformed
+file, a dead-lettered record, a failed write), after a summary; 2 bad usage
+(an unknown option, a file that cannot be opened, invalid settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from archiver import __version__
+
+__all__ = ["main"]
+
+log = logging.getLogger("archiver.cli")
+CHUNK = 10_000  # records per archive call: bounds memory on large backfill files
+
+
+class UsageError(Exception):
+    """Bad usage: exit status 2."""
+
+
+class InputError(Exception):
+    """A file whose content is not stream records: exit status 1, other files go on."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archiver", description="Archive DynamoDB Streams changes as Hive-partitioned Parquet."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ingest = commands.add_parser(
+        "ingest",
+        help="archive stream records from files or stdin",
+        description="Archive stream records from files (or stdin when no file or '-' is given). "
+        "A file holds a Lambda event ({\"Records\": [...]}), a JSON array of records, or JSON Lines "
+        "with one record or one event per line.",
+    )
+    ingest.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' reads stdin")
+    ingest.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
+                        "(default: $ARCHIVER_ARCHIVE_URI)")
+    ingest.add_argument("--table", metavar="NAME", help="table for records without eventSourceARN "
+                        "(default: $ARCHIVER_DEFAULT_TABLE)")
+    ingest.add_argument("--promoted-columns", metavar="SPEC",
+                        help="e.g. 'customer_id:string,amount:decimal(18,2)' "
+                        "(default: $ARCHIVER_PROMOTED_COLUMNS)")
+    ingest.add_argument("--plain-images", action="store_true", default=None,
+                        help="also store images as plain JSON (default: $ARCHIVER_PLAIN_IMAGES)")
+    ingest.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from archiver.settings import ArchiverSettings
+
+    overrides = {
+        "archive_uri": args.archive,
+        "default_table": args.table,
+        "promoted_columns": args.promoted_columns,
+        "plain_images": args.plain_images,
+    }
+    try:
+        return ArchiverSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            name = "_".join(map(str, e["loc"]))
+            flag = "--archive" if name == "archive_uri" else f"--{name.replace('_', '-')}"
+            problems.append(f"{flag} (or ARCHIVER_{name.upper()}): {e['msg']}")
+        raise UsageError("; ".join(problems)) from None
+
+
+def _records_in(data: bytes, name: str) -> list[Any]:
+    """The stream records a file holds, in order."""
+    if not data.strip():
+        return []
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        records: list[Any] = []
+        for number, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records += _records_of(orjson.loads(line), f"{name}:{number}")
+            except orjson.JSONDecodeError as err:
+                raise InputError(f"{name}:{number}: not JSON ({err.msg})") from None
+        return records
+    return _records_of(document, name)
+
+
+def _records_of(document: Any, where: str) -> list[Any]:
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        if "Records" in document:
+            if not isinstance(document["Records"], list):
+                raise InputError(f"{where}: 'Records' is not a list")
+            return list(document["Records"])
+        if "eventName" in document or "dynamodb" in document or "kinesis" in document:
+            return [document]
+        raise InputError(f"{where}: a JSON object that is neither a Lambda event nor a stream record "
+                         f"(keys {sorted(document)[:5]})")
+    raise InputError(f"{where}: expected a Lambda event, a record or a list of records, "
+                     f"got {type(document).__name__}")
+
+
+def _read(name: str, stdin: IO[bytes]) -> bytes:
+    if name == "-":
+        return stdin.read()
+    path = Path(name)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{name}: is a directory") from None
+    except OSError as err:
+        raise UsageError(f"{name}: cannot read ({err.strerror})") from None
+
+
+def _chunks(records: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(records), CHUNK):
+        yield records[start:start + CHUNK]
+
+
+def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    from archiver.stores import store_for
+    from archiver.write import ArchiveOptions, archive_records
+
+    settings = _settings(args)
+    store = store_for(settings.archive_uri, settings.sse_arguments)
+    options = ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table)
+    files = args.files or ["-"]
+    totals = {"records": 0, "archived": 0, "dead_lettered": 0, "failed": 0, "files": 0, "bytes": 0}
+    bad_files = 0
+    status = 0
+    for name in files:
+        try:
+            records = _records_in(_read(name, stdin), "<stdin>" if name == "-" else name)
+        except UsageError as err:
+            log.error("%s", err)
+            status = 2
+            continue
+        except InputError as err:
+            log.error("%s", err)
+            bad_files += 1
+            continue
+        for chunk in _chunks(records):
+            report = archive_records(chunk, store, options)
+            totals["records"] += report.received
+            totals["archived"] += report.archived
+            totals["dead_lettered"] += report.dead_lettered
+            totals["failed"] += len(report.failed_positions)
+            totals["files"] += len(report.files)
+            totals["bytes"] += report.bytes_written
+            for error in report.errors:
+                log.error("write failed: %s", error)
+    print(
+        f"archived {totals['archived']} of {totals['records']} records into {totals['files']} objects "
+        f"({totals['bytes']:,} bytes) at {store.uri}"
+        + (f"; {totals['dead_lettered']} dead-lettered under _errors/" if totals["dead_lettered"] else "")
+        + (f"; {totals['failed']} NOT written" if totals["failed"] else "")
+        + (f"; {bad_files} file(s) skipped" if bad_files else ""),
+        file=sys.stderr,
+    )
+    if status:
+        return status
+    return 1 if bad_files or totals["dead_lettered"] or totals["failed"] else 0
+
+
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
+    """Run the ``archiver`` command; returns the exit status."""
+    from archiver.archive.errors import ArchiveError, InvalidNameError
+    from archiver.logs import configure
+
+    args = _parser().parse_args(argv)
+    configure("WARNING" if args.quiet else "INFO", json=False)
+    commands = {"ingest": ingest}
+    try:
+        return commands[args.command](args, stdin or sys.stdin.buffer)
+    except (UsageError, InvalidNameError) as err:
+        print(f"archiver: error: {err}", file=sys.stderr)
+        return 2
+    except ArchiveError as err:
+        print(f"archiver: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

