@@ -1,0 +1,27 @@
+# One image, two uses:
+#   - a Lambda container image for the archival sink (the default command), and
+#   - the CLIs: docker run IMAGE archiver ingest ... / docker run IMAGE replayer events ...
+# Build: docker build -t dynamodb-stream-archive .
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY archiver ./archiver
+COPY replayer ./replayer
+# awslambdaric ships a manylinux wheel: no compiler needed.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-compile -c constraints.txt . "awslambdaric==4.2.2" \
+    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin archiver
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+USER 10001
+WORKDIR /tmp
+ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
+CMD ["archiver.lambda_handler.handler"]
