@@ -122,6 +122,8 @@ def _decode_kinesis(raw: dict[str, Any]) -> ChangeRecord:
     if not isinstance(sequence, str) or _DIGITS.fullmatch(sequence) is None:
         raise RecordError("kinesis.sequenceNumber must be a string of digits", where)
     data = kinesis.get("data")
+    if not isinstance(data, str):
+        raise RecordError("kinesis.data must be base64 text", where)
     try:
         change = orjson.loads(base64.b64decode(data, validate=True))
     except (TypeError, ValueError, binascii.Error):

@@ -34,7 +34,7 @@ def _setup() -> tuple[ArchiveStore, ArchiveOptions]:
     from archiver.stores import store_for
 
     try:
-        settings = ArchiverSettings()
+        settings = ArchiverSettings()  # type: ignore[call-arg]  # filled from the environment
     except ValidationError as err:
         problems = "; ".join(
             f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}" for e in err.errors()

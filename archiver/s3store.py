@@ -8,6 +8,8 @@ retry policy for S3. SDK errors are translated here, once.
 
 from __future__ import annotations
 
+import builtins
+
 import io
 from collections.abc import Iterator
 from typing import IO, Any
@@ -83,18 +85,22 @@ class S3Store:
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         full = self.prefix + prefix
+        found: builtins.list[StoredObject] = []
         token: dict[str, str] = {}
         while True:
             page = self._call("list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full, **token)
-            for item in page.get("Contents", []):
-                yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]))
+            found += [StoredObject(item["Key"][len(self.prefix):], int(item["Size"]))
+                      for item in page.get("Contents", [])]
             if not page.get("IsTruncated"):
-                return
+                break
             token = {"ContinuationToken": page["NextContinuationToken"]}
+        # S3 lists in UTF-8 byte order, but not every S3-compatible server does
+        # (SeaweedFS lists folder by folder: "a/1" before "a.bin"); the port promises key order.
+        yield from sorted(found, key=lambda o: o.key)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         full = self.prefix + prefix
-        names: list[str] = []
+        names: builtins.list[str] = []
         token: dict[str, str] = {}
         while True:
             page = self._call("list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full,

@@ -73,7 +73,7 @@ class ArchiverSettings(BaseSettings):
         """The S3 put arguments for server-side encryption."""
         if self.sse == "none":
             return {}
-        arguments = {"ServerSideEncryption": self.sse}
+        arguments: dict[str, str] = {"ServerSideEncryption": self.sse}
         if self.sse_kms_key_id:
             arguments["SSEKMSKeyId"] = self.sse_kms_key_id
         return arguments

@@ -116,16 +116,17 @@ def _write_dead_letters(
         ]
         data = b"\n".join(lines) + b"\n"
         key = dead_letter_key(table, day, hashlib.blake2b(data, digest_size=8).hexdigest())
-        for position, _, err in items:
-            log.warning("dead-lettered record", extra={"position": position, "where": err.where,
-                                                       "reason": err.reason, "key": key})
         try:
             store.put(key, data)
         except StoreError as err:
             report.failed_positions.update(p for p, _, _ in items)
             report.errors.append(f"{key}: {err}")
-            log.error("dead-letter write failed", extra={"key": key, "error": str(err)})
+            log.error("dead-letter write failed", extra={"key": key, "records": len(items), "error": str(err)})
             continue
+        for position, _, err in items:
+            log.warning("dead-lettered record", extra={"position": position, "where": err.where,
+                                                       "reason": err.reason, "key": key})
+        log.info("wrote object", extra={"key": key, "records": len(items), "bytes": len(data)})
         report.dead_lettered += len(items)
         report.files.append(key)
         report.bytes_written += len(data)

@@ -66,11 +66,15 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _filter(args: argparse.Namespace) -> Any:
+    from archiver.archive.errors import InvalidNameError
     from archiver.archive.layout import validate_table_name
     from archiver.archive.reader import EventFilter
     from replayer.window import parse_time
 
-    validate_table_name(args.table)
+    try:
+        validate_table_name(args.table)
+    except InvalidNameError as err:
+        raise UsageError(f"--table: {err}") from None
     try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None

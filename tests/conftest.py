@@ -92,3 +92,13 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]
 
     yield configure
     lambda_handler.reset()
+
+
+@pytest.fixture
+def closed_endpoint() -> Iterator[str]:
+    """An http://127.0.0.1:PORT URL where nothing listens (the port is held, so none can)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

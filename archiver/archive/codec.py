@@ -134,7 +134,8 @@ def encode_records(
         write_statistics=_STATISTICS_COLUMNS + [c.column for c in promoted],
         sorting_columns=[pq.SortingColumn(schema.get_field_index(name)) for name in sorting],
     )
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def _attribute(record: ChangeRecord, name: str) -> dict[str, Any] | None:

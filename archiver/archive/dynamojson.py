@@ -32,8 +32,9 @@ ATTRIBUTE_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS"
 KEY_TYPES = frozenset({"S", "N", "B"})
 
 # DynamoDB accepts these number spellings; JSON accepts a subset of them.
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+# re.ASCII: \d must not match other scripts' digits, which Decimal() would accept.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
 _MAX_DIGITS = 38
 _MIN_EXPONENT = -130
 _MAX_EXPONENT = 125
@@ -52,11 +53,13 @@ def _is_number(text: str) -> bool:
         return False
     if len(text) <= _MAX_DIGITS and "e" not in text and "E" not in text:
         return True  # at most 38 digits and no exponent: always within DynamoDB's range
-    value = Decimal(text)
+    value = Decimal(text)  # exact: the constructor neither rounds nor overflows
     if value == 0:
         return True
-    digits = value.normalize().as_tuple().digits
-    return len(digits) <= _MAX_DIGITS and _MIN_EXPONENT <= value.adjusted() <= _MAX_EXPONENT
+    # Count significant digits from the exact tuple: normalize() would round to the
+    # context's 28 digits (accepting 39) and raise Overflow on huge exponents.
+    significant = "".join(map(str, value.as_tuple().digits)).rstrip("0")
+    return len(significant) <= _MAX_DIGITS and _MIN_EXPONENT <= value.adjusted() <= _MAX_EXPONENT
 
 
 def _is_base64(text: str) -> bool:
@@ -137,7 +140,7 @@ def _check_map(m: dict[str, Any]) -> None:
         try:
             _check_value(av)
         except _Invalid as err:
-            err.path.append(name)
+            err.path.append(f".{name}")
             raise
 
 
@@ -145,7 +148,7 @@ def _check_map(m: dict[str, Any]) -> None:
 # DynamoDB are valid, so this is what runs; the walk above runs only to explain
 # a failure. Keep the two in agreement (tests/unit/test_dynamojson.py checks it).
 def _valid_number(v: str) -> bool:
-    return (len(v) <= _MAX_DIGITS and v.isdigit()) or _is_number(v)
+    return (len(v) <= _MAX_DIGITS and v.isascii() and v.isdigit()) or _is_number(v)
 
 
 def _valid_map(m: dict[str, Any]) -> bool:
@@ -188,10 +191,8 @@ def _valid_value(av: Any) -> bool:
 
 
 def _path(where: str, err: _Invalid) -> str:
-    parts = [where]
-    for part in reversed(err.path):
-        parts.append(part if part.startswith("[") else f".{part}")
-    return "".join(parts)
+    # Parts carry their own separator (".name" or "[i]"): a name may itself start with "[".
+    return where + "".join(reversed(err.path))
 
 
 def check_image(image: Any, where: str) -> None:

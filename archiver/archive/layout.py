@@ -96,6 +96,8 @@ def partition_of(table: str, change_time_us: int) -> Partition:
 
 def partitions_between(table: str, since_us: int, until_us: int) -> Iterator[Partition]:
     """Every hour partition that can hold a change in [since_us, until_us]."""
+    if since_us > until_us:
+        return  # an empty window holds no change
     hour = since_us - since_us % US_PER_HOUR
     while hour <= until_us:
         yield Partition(table, hour)

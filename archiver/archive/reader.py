@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .codec import check_schema_version, order_rows, read_archive_file, stream_records
-from .layout import Partition, day_prefix, parse_data_key, partitions_between, table_prefix
+from .errors import FormatError
+from .layout import Partition, day_prefix, parse_data_key, table_prefix
 from .schema import PARTITION_COLUMNS, Col
 from .store import ArchiveStore, StoredObject
 
@@ -61,14 +62,12 @@ def list_partitions(
     store: ArchiveStore, table: str, since_us: int | None = None, until_us: int | None = None
 ) -> list[tuple[Partition, list[StoredObject]]]:
     """The table's partitions that can hold changes in the window, oldest first, with their files."""
-    if since_us is not None and until_us is not None:
-        days = sorted({p.dt for p in partitions_between(table, since_us, until_us)})
-    else:
-        days = [d[3:] for d in store.list_dirs(table_prefix(table)) if d.startswith("dt=")]
-        if since_us is not None:
-            days = [d for d in days if d >= _day(since_us)]
-        if until_us is not None:
-            days = [d for d in days if d <= _day(until_us)]
+    # One listing of the table's days, filtered by the window: cheap however wide it is.
+    days = [d[3:] for d in store.list_dirs(table_prefix(table)) if d.startswith("dt=")]
+    if since_us is not None:
+        days = [d for d in days if d >= _day(since_us)]
+    if until_us is not None:
+        days = [d for d in days if d <= _day(until_us)]
     grouped: dict[Partition, list[StoredObject]] = {}
     for day in days:
         for obj in store.list(day_prefix(table, day)):
@@ -146,9 +145,13 @@ def summarize_table(store: ArchiveStore, table: str) -> TableSummary:
     last: int | None = None
     for _, objects in list_partitions(store, table):
         for obj in objects:
+            name = f"{store.uri}/{obj.key}"
             with store.open(obj.key) as handle:
-                meta = pq.read_metadata(handle)
-            check_schema_version(meta.schema.to_arrow_schema(), f"{store.uri}/{obj.key}")
+                try:
+                    meta = pq.read_metadata(handle)
+                except (pa.ArrowInvalid, OSError) as err:
+                    raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
+            check_schema_version(meta.schema.to_arrow_schema(), name)
             files += 1
             size += obj.size
             rows += meta.num_rows

@@ -146,6 +146,8 @@ class PromotedColumn:
             if number != number.to_integral_value() or not _BIGINT_MIN <= number <= _BIGINT_MAX:
                 return None
             return int(number)
+        if number and number.adjusted() >= self.precision - self.scale:
+            return None  # too many integer digits; quantize would also raise for huge numbers
         quantized = number.quantize(Decimal(1).scaleb(-self.scale), context=_DECIMAL_CONTEXT)
         if quantized != number or len(quantized.as_tuple().digits) > self.precision:
             return None

@@ -9,6 +9,8 @@ replaces an object of the same key whole (readers never see a partial file).
 
 from __future__ import annotations
 
+import builtins
+
 import os
 import tempfile
 from collections.abc import Iterator
@@ -52,7 +54,7 @@ class ArchiveStore(Protocol):
     def list(self, prefix: str) -> Iterator[StoredObject]:
         """Every object whose key starts with ``prefix``, in key order."""
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         """The names of the immediate sub-folders of ``prefix`` (which ends in ``/``)."""
 
     def delete(self, key: str) -> None:
@@ -120,11 +122,15 @@ class LocalStore:
         return self._path(key).open("rb")
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
+        if prefix:
+            check_key(prefix.rstrip("/") or ".")
         base = self.root / prefix if prefix else self.root
-        start = base if base.is_dir() else base.parent
+        # A prefix that does not end in "/" may stop mid-name ("a" matches "ab/x"):
+        # walk from the folder that holds that name.
+        start = base if not prefix or prefix.endswith("/") else base.parent
         if not start.is_dir():
             return
-        found: list[StoredObject] = []
+        found: builtins.list[StoredObject] = []
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = [d for d in dirnames if not d.startswith(".tmp-")]
             for filename in filenames:
@@ -136,7 +142,7 @@ class LocalStore:
                     found.append(StoredObject(key, full.stat().st_size))
         yield from sorted(found, key=lambda o: o.key)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix
         if not base.is_dir():
             return []
@@ -144,6 +150,9 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+_SDK_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3"})
 
 
 class FsspecStore:
@@ -168,6 +177,12 @@ class FsspecStore:
             raise StoreUnavailable(f"{action} {target}: {err}") from err
         except OSError as err:
             raise StoreUnavailable(f"{action} {target}: {err}") from err
+        except Exception as err:
+            # s3fs lets some SDK errors through untranslated (e.g. botocore's
+            # EndpointConnectionError); recognise them by origin, without importing the SDK.
+            if type(err).__module__.split(".")[0] in _SDK_MODULES:
+                raise StoreUnavailable(f"{action} {target}: {err}") from err
+            raise
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -184,7 +199,8 @@ class FsspecStore:
         return handle
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
-        base = f"{self.root}/{prefix}" if prefix else self.root
+        # Always from below the root: an empty prefix must not list the root's parent.
+        base = f"{self.root}/{prefix}"
         folder = base if base.endswith("/") else base.rsplit("/", 1)[0]
         try:
             found = self._call("list", folder, self.fs.find, folder.rstrip("/"), detail=True)
@@ -196,7 +212,7 @@ class FsspecStore:
             if key.startswith(prefix) and info.get("type") != "directory":
                 yield StoredObject(key, int(info.get("size") or 0))
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         path = f"{self.root}/{prefix}".rstrip("/")
         try:
             entries = self._call("list", path, self.fs.ls, path, detail=True)
