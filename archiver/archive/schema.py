@@ -100,9 +100,11 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 class PromotedColumn:
     """A typed top-level column copied from one attribute of each change.
 
-    The value comes from NewImage, else OldImage, else Keys. A value of another
-    DynamoDB type, or a number that does not fit the column exactly, is stored
-    as null: the typed image keeps the truth, a promoted column never rounds.
+    The value comes from NewImage, else OldImage, else Keys. ``string`` takes
+    an S value, or an N value's text as written; ``bigint`` and ``decimal(p,s)``
+    take an N value only when it fits exactly (never rounded); ``double`` takes
+    the nearest binary float of an N value; ``boolean`` takes BOOL. Anything
+    else is stored as null: the typed image keeps the truth.
     """
 
     column: str

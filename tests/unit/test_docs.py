@@ -14,7 +14,8 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 def test_every_setting_is_in_the_configuration_table() -> None:
     for prefix, model in (("ARCHIVER_", ArchiverSettings), ("REPLAYER_", ReplayerSettings)):
         for name in model.model_fields:
-            assert f"| `{prefix}{name.upper()}` |" in README, f"{prefix}{name.upper()} missing from README"
+            variable = f"{prefix}{name.upper()}"
+            assert f"| `{variable}` |" in README, f"{variable} missing from README"
 
 
 def test_every_column_is_in_the_schema_table() -> None:

@@ -1,0 +1,92 @@
+"""Replay window arguments: ISO-8601 or epoch seconds in, epoch microseconds (UTC) out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replayer.window import format_us, parse_time
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def us(moment: datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+NOV27_1403 = us(datetime(2026, 11, 27, 14, 3, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T14:03:00Z", NOV27_1403),
+        ("2026-11-27T14:03:00.250000Z", NOV27_1403 + 250_000),
+        ("2026-11-27T16:03:00+02:00", NOV27_1403),
+        ("2026-11-27T09:03:00-05:00", NOV27_1403),
+        ("2026-11-28T00:03:00+10:00", NOV27_1403),
+        ("2026-11-27T14:03:00", NOV27_1403),  # naive: UTC
+        ("2026-11-27 14:03", NOV27_1403),
+        ("  2026-11-27T14:03:00Z  ", NOV27_1403),
+        ("2026-11-27", us(datetime(2026, 11, 27, tzinfo=UTC))),
+        ("1795000000", 1_795_000_000_000_000),
+        ("1795000000.5", 1_795_000_000_500_000),
+        ("1795000000.123456", 1_795_000_000_123_456),
+        ("1795000000.1234567", 1_795_000_000_123_456),  # finer than a microsecond is dropped
+        ("0", 0),
+        ("-1.5", -1_500_000),
+    ],
+)
+def test_parse_time(text: str, expected: int) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "yesterday",
+        "2026-13-01",
+        "2026-11-27T25:00",
+        "1e9",
+        "12:00",
+        "2026-11-27T14:03:00 UTC",
+        "1,5",
+        "--1",
+    ],
+)
+def test_bad_time_names_the_text(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_time(text)
+    assert repr(text) in str(caught.value)
+    assert "ISO-8601" in str(caught.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31)),
+    st.integers(-14 * 60, 14 * 60),
+)
+def test_any_iso_time_with_offset(moment: datetime, offset_minutes: int) -> None:
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    assert parse_time(aware.isoformat()) == us(aware)
+    assert parse_time(moment.isoformat()) == us(moment.replace(tzinfo=UTC))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4_102_444_799 * 10**6))
+def test_format_us_parses_back(change_us: int) -> None:
+    text = format_us(change_us)
+    assert text.endswith("Z")
+    assert parse_time(text) == change_us
+    seconds, micros = divmod(change_us, 1_000_000)
+    assert parse_time(f"{seconds}.{micros:06d}") == change_us
+
+
+def test_format_us_of_nothing() -> None:
+    assert format_us(None) == "-"
+    assert format_us(NOV27_1403) == "2026-11-27T14:03:00Z"
