@@ -33,6 +33,7 @@ from .schema import (
 __all__ = [
     "batch_name",
     "encode_records",
+    "item_key",
     "order_rows",
     "read_archive_file",
     "stream_records",
@@ -54,8 +55,9 @@ def batch_name(records: Sequence[ChangeRecord]) -> str:
     return object_name(records[0].sequence_number, records[-1].sequence_number, digest.hexdigest())
 
 
-def _dumps(value: Any) -> bytes | None:
-    return None if value is None else orjson.dumps(value)
+def item_key(keys: dict[str, Any]) -> bytes:
+    """An item's key as canonical typed JSON: the same bytes for every change of one item."""
+    return orjson.dumps(keys, option=orjson.OPT_SORT_KEYS)
 
 
 def encode_records(
@@ -83,7 +85,7 @@ def encode_records(
     dumps = orjson.dumps
     event_ids, names, sources, sequences, times = [], [], [], [], []
     arns, views, sizes, regions, identities, ttl, shards = [], [], [], [], [], [], []
-    keys, keys_plain, new_images, old_images, envelopes = [], [], [], [], []
+    keys, keys_plain, item_keys, new_images, old_images, envelopes = [], [], [], [], [], []
     for r in records:
         event_ids.append(r.event_id)
         names.append(r.event_name.value)
@@ -99,6 +101,7 @@ def encode_records(
         shards.append(r.shard_id)
         keys.append(dumps(r.keys))
         keys_plain.append(plain_json(r.keys))
+        item_keys.append(item_key(r.keys))
         new_images.append(None if r.new_image is None else dumps(r.new_image))
         old_images.append(None if r.old_image is None else dumps(r.old_image))
         envelopes.append(dumps(r.envelope))
@@ -112,7 +115,7 @@ def encode_records(
         Col.SEQUENCE_NUMBER: sequences, Col.CHANGE_TIME: times, Col.STREAM_ARN: arns,
         Col.STREAM_VIEW_TYPE: views, Col.SIZE_BYTES: sizes, Col.AWS_REGION: regions,
         Col.USER_IDENTITY: identities, Col.TTL_DELETE: ttl, Col.SHARD_ID: shards,
-        Col.KEYS: keys, Col.KEYS_PLAIN: keys_plain, Col.NEW_IMAGE: new_images,
+        Col.KEYS: keys, Col.KEYS_PLAIN: keys_plain, Col.ITEM_KEY: item_keys, Col.NEW_IMAGE: new_images,
         Col.OLD_IMAGE: old_images, Col.NEW_IMAGE_PLAIN: new_plain, Col.OLD_IMAGE_PLAIN: old_plain,
         Col.ENVELOPE: envelopes,
     }

@@ -50,6 +50,7 @@ class Col:
     SHARD_ID = "shard_id"
     KEYS = "keys"
     KEYS_PLAIN = "keys_plain"
+    ITEM_KEY = "item_key"
     NEW_IMAGE = "new_image"
     OLD_IMAGE = "old_image"
     NEW_IMAGE_PLAIN = "new_image_plain"
@@ -78,6 +79,9 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     (Col.SHARD_ID, _STRING, True, "Stream shard the record was read from, when known (poller)."),
     (Col.KEYS, _STRING, False, "Keys as DynamoDB JSON (typed)."),
     (Col.KEYS_PLAIN, _STRING, False, "Keys as plain JSON."),
+    (Col.ITEM_KEY, _STRING, False,
+     "The item's key as canonical DynamoDB JSON (attribute names sorted): equal for every change "
+     "of one item, for grouping by item."),
     (Col.NEW_IMAGE, _STRING, True, "NewImage as DynamoDB JSON (typed); null when absent."),
     (Col.OLD_IMAGE, _STRING, True, "OldImage as DynamoDB JSON (typed); null when absent."),
     (Col.NEW_IMAGE_PLAIN, _STRING, True, "NewImage as plain JSON, when enabled."),
