@@ -8,6 +8,7 @@ table name or key). Data goes to stdout (or ``--output``), messages to stderr.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import IO, Any
@@ -52,7 +53,106 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--key", metavar="JSON",
                         help='only this item, as plain JSON, e.g. \'{"pk": "order#1", "sk": 3}\'')
     events.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+
+    redrive = commands.add_parser(
+        "redrive", help="send a table's archived records to a Lambda function again",
+        description="Invoke a Lambda consumer synchronously with the table's archived records, in the "
+        "event shape the stream delivered ({\"Records\": [...]}), in order per item.",
+    )
+    _selection_arguments(redrive)
+    redrive.add_argument("--function", required=True, metavar="NAME_OR_ARN", help="the consumer to invoke")
+    redrive.add_argument("--batch-size", type=_positive_int(10_000), default=100, metavar="N",
+                         help="records per invocation, 1-10000 (default 100)")
+    redrive.add_argument("--max-payload-bytes", type=_positive_int(6_291_456), default=6_291_456,
+                         metavar="B", help="payload bytes per invocation (default and maximum: 6 MB)")
+    redrive.add_argument("--rate", type=_positive_float, metavar="R", help="at most R records per second")
+    redrive.add_argument("--concurrency", type=_positive_int(64), default=1, metavar="C",
+                         help="parallel lanes, split by key hash (default 1)")
+    redrive.add_argument("--on-error", choices=["stop", "skip", "dead-letter"], default="stop",
+                         help="after retries: stop (resume later), skip the failing records, or keep them "
+                         "under _errors/redrive/ (default stop)")
+    redrive.add_argument("--retries", type=_non_negative_int, default=3, metavar="N",
+                         help="retries of a failed invocation, with backoff (default 3)")
+    _run_arguments(redrive)
+
+    restore = commands.add_parser(
+        "restore", help="rebuild a DynamoDB table as it was at a moment",
+        description="Write the table's state at --until (state mode: each item's last change), or "
+        "apply every change in order (events mode), into an existing DynamoDB table.",
+    )
+    restore.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
+                         "(default: $REPLAYER_ARCHIVE_URI)")
+    restore.add_argument("--table", required=True, metavar="NAME", help="the archived table")
+    restore.add_argument("--into", required=True, metavar="TARGET", help="the DynamoDB table to write")
+    restore.add_argument("--until", metavar="TIME", help="the moment to restore (default: now)")
+    restore.add_argument("--mode", choices=["state", "events"], default="state",
+                         help="state: final items only (default); events: every change in order")
+    restore.add_argument("--base-export", metavar="URI",
+                         help="a DynamoDB export to S3 (DynamoDB JSON) to start from")
+    restore.add_argument("--allow-non-empty", action="store_true",
+                         help="write into a table that already holds items")
+    restore.add_argument("--conditional", metavar="ATTRIBUTE",
+                         help="never overwrite an item whose ATTRIBUTE (a version or timestamp) is newer "
+                         "than the change's; for restores beside live traffic")
+    restore.add_argument("--concurrency", type=_positive_int(64), default=4, metavar="C",
+                         help="parallel lanes, split by key hash (default 4)")
+    restore.add_argument("--max-wcu", type=_positive_float, metavar="W",
+                         help="at most W write capacity units per second")
+    restore.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
+    _run_arguments(restore)
     return parser
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
+                        "(default: $REPLAYER_ARCHIVE_URI)")
+    parser.add_argument("--table", required=True, metavar="NAME", help="the table to read")
+    parser.add_argument("--since", metavar="TIME", help="first change time to include")
+    parser.add_argument("--until", metavar="TIME", help="last change time to include")
+    parser.add_argument("--event-name", metavar="NAMES", help="comma-separated subset of INSERT,MODIFY,REMOVE")
+    parser.add_argument("--key", metavar="JSON", help="only this item, as plain JSON")
+    parser.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="progress file: a rerun with the same arguments resumes after the last "
+                        "acknowledged batch")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be done; do nothing")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def _positive_int(limit: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"{value} is not between 1 and {limit}")
+        return value
+
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -63,6 +163,17 @@ def _store(args: argparse.Namespace) -> Any:
     if not uri:
         raise UsageError("--archive is required (or set REPLAYER_ARCHIVE_URI)")
     return open_store(uri)
+
+
+def _slice(args: argparse.Namespace) -> tuple[int, int] | None:
+    from replayer.lanes import parse_slice
+
+    if not getattr(args, "slice", None):
+        return None
+    try:
+        return parse_slice(args.slice)
+    except ValueError as err:
+        raise UsageError(f"--slice: {err}") from None
 
 
 def _filter(args: argparse.Namespace) -> Any:
@@ -76,28 +187,28 @@ def _filter(args: argparse.Namespace) -> Any:
     except InvalidNameError as err:
         raise UsageError(f"--table: {err}") from None
     try:
-        since = parse_time(args.since) if args.since else None
+        since = parse_time(args.since) if getattr(args, "since", None) else None
         until = parse_time(args.until) if args.until else None
     except ValueError as err:
         raise UsageError(f"--since/--until: {err}") from None
     if since is not None and until is not None and since > until:
         raise UsageError(f"--since {args.since} is after --until {args.until}")
     names = None
-    if args.event_name:
+    if getattr(args, "event_name", None):
         names = frozenset(n.strip().upper() for n in args.event_name.split(",") if n.strip())
         unknown = names - {"INSERT", "MODIFY", "REMOVE"}
         if unknown or not names:
             raise UsageError(f"--event-name: unknown event name(s) {sorted(unknown)}; "
                              "use INSERT, MODIFY, REMOVE")
     key = None
-    if args.key:
+    if getattr(args, "key", None):
         try:
             key = orjson.loads(args.key)
         except orjson.JSONDecodeError as err:
             raise UsageError(f"--key: not JSON ({err.msg})") from None
         if not isinstance(key, dict) or not key:
             raise UsageError('--key: expected a JSON object of key attributes, e.g. {"pk": "a"}')
-    return EventFilter(since, until, names, key)
+    return EventFilter(since, until, names, key, _slice(args))
 
 
 def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
@@ -150,18 +261,137 @@ def ls(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     return 0
 
 
+def _fingerprint(args: argparse.Namespace, store: Any, **extra: Any) -> dict[str, Any]:
+    keep = ("table", "since", "until", "event_name", "key", "slice", "concurrency", "function", "into",
+            "mode", "base_export", "conditional", "batch_size", "max_payload_bytes")
+    fingerprint = {"command": args.command, "archive": store.uri}
+    fingerprint.update({name: getattr(args, name) for name in keep if getattr(args, name, None) is not None})
+    fingerprint.update(extra)
+    return fingerprint
+
+
+def _report(args: argparse.Namespace, summary: dict[str, Any], lines: list[str], stdout: IO[bytes]) -> None:
+    if args.json:
+        stdout.write(orjson.dumps(summary) + b"\n")
+        stdout.flush()
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
+    from replayer.checkpoint import Checkpoint
+    from replayer.progress import Progress
+    from replayer.redrive import LambdaInvoker, RedriveOptions
+    from replayer.redrive import redrive as run
+    from replayer.runner import Selection
+
+    flt = _filter(args)
+    store = _store(args)
+    options = RedriveOptions(
+        function=args.function, batch_size=args.batch_size, max_payload_bytes=args.max_payload_bytes,
+        rate=args.rate, concurrency=args.concurrency, on_error=args.on_error, retries=args.retries,
+        dry_run=args.dry_run,
+    )
+    checkpoint = Checkpoint.open(None if args.dry_run else args.checkpoint, _fingerprint(args, store))
+    dead_letters = None
+    if args.on_error == "dead-letter":
+        from archiver.stores import store_for
+
+        dead_letters = store_for(store.uri, {"ServerSideEncryption": "AES256"})
+    invoker = LambdaInvoker(args.function)
+    from archiver.archive.reader import REPLAY_COLUMNS
+
+    summary = run(
+        Selection(store, args.table, flt, tuple(REPLAY_COLUMNS)), options, checkpoint, invoker,
+        dead_letters=dead_letters, progress=Progress("redrive", "records"),
+        slices=flt.slice[1] if flt.slice else 1,
+    )
+    if args.dry_run:
+        done = f"would send {summary.records} records in {summary.batches} batches"
+    else:
+        done = (f"delivered {summary.delivered} of {summary.records} records in {summary.batches} batches "
+                f"({summary.invocations} invocations, {summary.retries} retries)")
+    lines = [f"redrive to {args.function}: {done} in {summary.elapsed:.1f} s"]
+    if summary.failed:
+        kept = " and kept under _errors/redrive/" if summary.dead_lettered else ""
+        lines.append(f"{len(summary.failed)} records failed{kept}:")
+        lines += [f"  {f['record']}: {f['reason']}" for f in summary.failed[:20]]
+    if summary.stopped:
+        lines.append(f"stopped: {summary.stopped}")
+        if args.checkpoint:
+            lines.append(f"rerun the same command to resume from {args.checkpoint}")
+    _report(args, summary.as_dict(), lines, stdout)
+    return 0 if summary.ok else 1
+
+
+def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
+    import time as clock
+
+    from replayer.checkpoint import Checkpoint
+    from replayer.dynamo import TableWriter
+    from replayer.export import open_export
+    from replayer.progress import Progress
+    from replayer.restore import RestoreOptions
+    from replayer.restore import restore as run
+    from replayer.runner import Selection
+
+    flt = _filter(args)
+    if flt.until_us is None:
+        if args.checkpoint:
+            raise UsageError("--checkpoint needs an explicit --until, so that a rerun restores the same moment")
+        flt = type(flt)(None, int(clock.time() * 1_000_000), None, None, flt.slice)
+    store = _store(args)
+    options = RestoreOptions(
+        into=args.into, mode=args.mode, allow_non_empty=args.allow_non_empty,
+        condition_attribute=args.conditional, concurrency=args.concurrency, max_wcu=args.max_wcu,
+        dry_run=args.dry_run,
+    )
+    export = open_export(args.base_export) if args.base_export else None
+    checkpoint = Checkpoint.open(None if args.dry_run else args.checkpoint, _fingerprint(args, store))
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
+    writer = TableWriter(client, args.into, max_wcu=args.max_wcu, condition_attribute=args.conditional)
+    summary = run(Selection(store, args.table, flt, ()), options, checkpoint, writer, export=export,
+                  progress=Progress("restore", "writes"), slices=flt.slice[1] if flt.slice else 1)
+    verb = "would write" if args.dry_run else "wrote"
+    lines = [f"restore of {args.table} into {args.into} ({args.mode} mode, as of {format_until(flt.until_us)}): "
+             f"read {summary.changes_read} changes, {verb} {summary.puts} puts and {summary.deletes} deletes "
+             f"in {summary.elapsed:.1f} s"]
+    if summary.base_items:
+        lines.append(f"started from an export of {summary.base_items} items")
+    if summary.skipped_newer:
+        lines.append(f"{summary.skipped_newer} writes skipped: the table held a newer item")
+    if args.dry_run and summary.first_key is not None:
+        lines.append(f"key range: {summary.first_key} .. {summary.last_key}")
+    _report(args, summary.as_dict(), lines, stdout)
+    return 0
+
+
+def format_until(us: int | None) -> str:
+    from replayer.window import format_us
+
+    return format_us(us)
+
+
 def main(argv: Sequence[str] | None = None, stdout: IO[bytes] | None = None) -> int:
     """Run the ``replayer`` command; returns the exit status."""
     from archiver.archive.errors import ArchiveError, InvalidNameError
+    from replayer.checkpoint import CheckpointError
+    from replayer.dynamo import RestoreError
+    from replayer.export import ExportError
+    from replayer.redrive import RedriveError
 
     args = _parser().parse_args(argv)
-    commands = {"events": events, "ls": ls}
+    commands = {"events": events, "ls": ls, "redrive": redrive, "restore": restore}
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return commands[args.command](args, stdout or sys.stdout.buffer)
     except (UsageError, InvalidNameError) as err:
         print(f"replayer: error: {err}", file=sys.stderr)
         return 2
-    except ArchiveError as err:
+    except (ArchiveError, CheckpointError, RestoreError, ExportError, RedriveError) as err:
         print(f"replayer: error: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -25,6 +25,7 @@ __all__ = [
     "dead_letter_key",
     "object_name",
     "parse_data_key",
+    "redrive_dead_letter_key",
     "partition_of",
     "partitions_between",
     "table_prefix",
@@ -126,6 +127,11 @@ def object_name(first: str, last: str, digest: str) -> str:
         if _OBJECT_PART.fullmatch(part) is None:
             raise InvalidNameError(f"invalid object name part {part[:40]!r}")
     return f"{first}_{last}_{digest}{DATA_SUFFIX}"
+
+
+def redrive_dead_letter_key(table: str, digest: str) -> str:
+    """Where records that a consumer kept failing on are kept by ``replayer redrive``."""
+    return f"{DEAD_LETTER_PREFIX}redrive/{table_prefix(table)}{digest}.jsonl"
 
 
 def dead_letter_key(table: str | None, day: str | None, digest: str) -> str:

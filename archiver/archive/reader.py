@@ -8,6 +8,7 @@ inclusive) prunes partitions by their path before any file is opened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,11 @@ from .schema import PARTITION_COLUMNS, Col
 from .store import ArchiveStore, StoredObject
 
 __all__ = [
+    "ORDER_COLUMNS",
+    "REPLAY_COLUMNS",
     "EventFilter",
+    "in_slice",
+    "key_hash",
     "TableSummary",
     "iter_events",
     "list_partitions",
@@ -33,9 +38,20 @@ __all__ = [
     "summarize_table",
 ]
 
-REPLAY_COLUMNS = [Col.EVENT_ID, Col.EVENT_NAME, Col.EVENT_SOURCE, Col.SEQUENCE_NUMBER,
-                  Col.CHANGE_TIME, Col.KEYS, Col.KEYS_PLAIN, Col.NEW_IMAGE, Col.OLD_IMAGE,
-                  Col.ENVELOPE]
+# What ordering and filtering need, whatever else a reader asks for.
+ORDER_COLUMNS = [Col.EVENT_ID, Col.EVENT_NAME, Col.EVENT_SOURCE, Col.SEQUENCE_NUMBER, Col.CHANGE_TIME,
+                 Col.KEYS_PLAIN, Col.ITEM_KEY]
+REPLAY_COLUMNS = [*ORDER_COLUMNS, Col.KEYS, Col.NEW_IMAGE, Col.OLD_IMAGE, Col.ENVELOPE]
+
+
+def key_hash(item_key: str) -> int:
+    """A stable hash of an item's canonical key: slices and lanes split work by it."""
+    return zlib.crc32(item_key.encode())
+
+
+def in_slice(item_key: str, index: int, count: int) -> bool:
+    """Whether an item belongs to slice ``index`` (0-based) of ``count``."""
+    return key_hash(item_key) % count == index
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +62,7 @@ class EventFilter:
     until_us: int | None = None
     event_names: frozenset[str] | None = None
     key: dict[str, Any] | None = None  # plain JSON; every attribute given must match
+    slice: tuple[int, int] | None = None  # (index, count): only items whose key hash falls in it
 
 
 def list_tables(store: ArchiveStore) -> list[str]:
@@ -85,13 +102,20 @@ def list_partitions(
 
 
 def read_partition(
-    store: ArchiveStore, files: Iterable[StoredObject], flt: EventFilter = EventFilter()
+    store: ArchiveStore,
+    files: Iterable[StoredObject],
+    flt: EventFilter = EventFilter(),
+    columns: Iterable[str] = REPLAY_COLUMNS,
 ) -> pa.Table:
-    """One partition's changes that pass ``flt``: ordered, each event id once."""
+    """One partition's changes that pass ``flt``: ordered, each event id once.
+
+    ``columns`` names what to read besides the columns ordering needs.
+    """
+    wanted = list(dict.fromkeys([*ORDER_COLUMNS, *columns]))
     tables = []
     for obj in files:
         with store.open(obj.key) as handle:
-            tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}", REPLAY_COLUMNS))
+            tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}", wanted))
     if not tables:
         return pa.table({})
     table = pa.concat_tables(tables)
@@ -107,6 +131,10 @@ def read_partition(
         table = table.filter(mask)
     if flt.key is not None:
         table = table.filter(pa.array(_key_matches(table.column(Col.KEYS_PLAIN).to_pylist(), flt.key)))
+    if flt.slice is not None:
+        index, count = flt.slice
+        keys = table.column(Col.ITEM_KEY).to_pylist()
+        table = table.filter(pa.array([in_slice(k, index, count) for k in keys], pa.bool_()))
     return order_rows(table)
 
 

@@ -1,0 +1,93 @@
+"""A local endpoint of Lambda's Invoke API that runs real Python consumer functions.
+
+Point boto3 at it with ``AWS_ENDPOINT_URL_LAMBDA``; ``lambda.invoke`` then runs
+the registered function in this process and answers as Lambda does:
+the function's return value as the payload, ``X-Amz-Function-Error:
+Unhandled`` with ``errorMessage``/``errorType`` when it raises, and
+``ResourceNotFoundException`` for an unknown function. Every invocation's
+payload is recorded, for tests to compare with what the stream delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import traceback
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+
+
+class LambdaServer:
+    """``with LambdaServer({"consumer": fn}) as server: ...`` -> ``server.endpoint``."""
+
+    def __init__(self, functions: dict[str, Callable[[Any, Any], Any]] | None = None) -> None:
+        self.functions = dict(functions or {})
+        self.invocations: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                match = _PATH.match(self.path.split("?")[0])
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if match is None:
+                    self._reply(404, {"message": f"no route {self.path}"}, error="UnknownOperationException")
+                    return
+                name = match["name"].rsplit(":", 1)[-1] if match["name"].startswith("arn:") else match["name"]
+                function = server.functions.get(name)
+                if function is None:
+                    self._reply(404, {"Type": "User", "Message": f"Function not found: {name}"},
+                                error="ResourceNotFoundException")
+                    return
+                event = json.loads(body) if body else None
+                with server._lock:
+                    server.invocations.append((name, event))
+                try:
+                    result = function(event, None)
+                except Exception as err:  # noqa: BLE001 - reported as Lambda does
+                    self._reply(200, {"errorMessage": str(err), "errorType": type(err).__name__,
+                                      "stackTrace": traceback.format_tb(err.__traceback__)},
+                                function_error="Unhandled")
+                    return
+                self._reply(200, result)
+
+            def _reply(self, status: int, payload: Any, *, error: str | None = None,
+                       function_error: str | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-Amz-Executed-Version", "$LATEST")
+                if error:
+                    self.send_header("x-amzn-ErrorType", error)
+                if function_error:
+                    self.send_header("X-Amz-Function-Error", function_error)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> LambdaServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LambdaServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,172 @@
+"""Writing to a DynamoDB table: puts and deletes in, acknowledged writes out.
+
+``TableWriter`` sends BatchWriteItem requests of at most 25 distinct items,
+retries ``UnprocessedItems`` and throttling with exponential backoff, paces
+itself to a write-capacity budget, and, for restores beside live traffic,
+writes one item at a time with a condition that never overwrites a newer item.
+Images arrive as Lambda-form DynamoDB JSON (binary as base64 text) and are
+converted to what the low-level client sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from replayer.lanes import RateLimiter
+
+__all__ = ["Op", "RestoreError", "TableWriter", "to_client"]
+
+log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 25
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "InternalServerError", "ServiceUnavailable", "LimitExceededException"}
+
+
+class RestoreError(Exception):
+    """An expected failure that stops a restore with a message, before or while writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One write: a put of ``item`` or a delete of ``key`` (typed, Lambda form)."""
+
+    kind: str  # "put" | "delete"
+    key: dict[str, Any]
+    item: dict[str, Any] | None = None
+    version: dict[str, Any] | None = None  # the condition attribute's value in the change, if any
+    size: int = 1
+
+
+def to_client(av: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda-form attribute value with binary as bytes, as the low-level client expects."""
+    tag, v = next(iter(av.items()))
+    if tag == "B":
+        return {"B": base64.b64decode(v)}
+    if tag == "BS":
+        return {"BS": [base64.b64decode(x) for x in v]}
+    if tag == "M":
+        return {"M": {name: to_client(x) for name, x in v.items()}}
+    if tag == "L":
+        return {"L": [to_client(x) for x in v]}
+    return av
+
+
+def to_client_item(image: dict[str, Any]) -> dict[str, Any]:
+    return {name: to_client(av) for name, av in image.items()}
+
+
+class TableWriter:
+    """Writes to one table through a boto3 DynamoDB client."""
+
+    def __init__(self, client: Any, table: str, *, max_wcu: float | None = None,
+                 condition_attribute: str | None = None, max_attempts: int = 10,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.table = table
+        self.limiter = RateLimiter(max_wcu)
+        self.condition_attribute = condition_attribute
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        self.skipped = 0  # conditional writes that found a newer item
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        attempt = 0
+        while True:
+            try:
+                return getattr(self.client, method)(**kwargs)
+            except NoCredentialsError as err:
+                raise RestoreError("no AWS credentials found to write to DynamoDB") from err
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    raise
+                if code == "ResourceNotFoundException":
+                    raise RestoreError(f"table {self.table} does not exist") from err
+                if code not in _THROTTLED or attempt + 1 >= self.max_attempts:
+                    message = err.response.get("Error", {}).get("Message", "")
+                    raise RestoreError(f"{method} on {self.table} failed: {code}: {message}") from err
+            except BotoCoreError as err:
+                if attempt + 1 >= self.max_attempts:
+                    raise RestoreError(f"{method} on {self.table} failed: {err}") from err
+            attempt += 1
+            self._backoff(attempt)
+
+    def _backoff(self, attempt: int) -> None:
+        self.sleep(min(20.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+
+    def write(self, ops: Sequence[Op]) -> None:
+        """Apply ``ops``: up to 25 distinct keys per request, unless writes are conditional."""
+        if self.condition_attribute:
+            for op in ops:
+                self._conditional(op)
+            return
+        for start in range(0, len(ops), BATCH_LIMIT):
+            self._batch(ops[start:start + BATCH_LIMIT])
+
+    def _batch(self, ops: Sequence[Op]) -> None:
+        self.limiter.acquire(sum(op.size for op in ops))
+        requests = [
+            {"PutRequest": {"Item": to_client_item(op.item or {})}} if op.kind == "put"
+            else {"DeleteRequest": {"Key": to_client_item(op.key)}}
+            for op in ops
+        ]
+        pending = {self.table: requests}
+        attempt = 0
+        while pending:
+            response = self._call("batch_write_item", RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if pending:
+                attempt += 1
+                if attempt >= self.max_attempts:
+                    left = sum(len(v) for v in pending.values())
+                    raise RestoreError(f"{left} writes to {self.table} still unprocessed after "
+                                       f"{attempt} attempts (throttled)")
+                self._backoff(attempt)
+
+    def _conditional(self, op: Op) -> None:
+        from botocore.exceptions import ClientError
+
+        self.limiter.acquire(op.size)
+        attr = self.condition_attribute
+        names = {"#v": attr}
+        if op.version is None:
+            condition, values = "attribute_not_exists(#v)", None
+        else:
+            condition, values = "attribute_not_exists(#v) OR #v <= :v", {":v": to_client(op.version)}
+        arguments: dict[str, Any] = {"TableName": self.table, "ConditionExpression": condition,
+                                     "ExpressionAttributeNames": names}
+        if values:
+            arguments["ExpressionAttributeValues"] = values
+        try:
+            if op.kind == "put":
+                self._call("put_item", Item=to_client_item(op.item or {}), **arguments)
+            else:
+                self._call("delete_item", Key=to_client_item(op.key), **arguments)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            self.skipped += 1
+
+    def key_names(self) -> list[str]:
+        """The table's key attribute names (hash first); RestoreError when it does not exist."""
+        table = self._call("describe_table", TableName=self.table)["Table"]
+        schema = sorted(table["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+        return [k["AttributeName"] for k in schema]
+
+    def is_empty(self) -> bool:
+        return not self._call("scan", TableName=self.table, Limit=1, Select="COUNT").get("Count", 0)
+
+
+def write_units(size: int) -> int:
+    """Write capacity units of an item of ``size`` bytes (1 WCU per KB, rounded up)."""
+    return max(1, math.ceil(size / 1024))
