@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from archiver.archive.dynamojson import check_image, check_keys
+from archiver.archive.dynamojson import check_image, check_keys, valid_image, valid_keys
 from archiver.archive.errors import InvalidNameError, RecordError
 from archiver.archive.layout import validate_table_name
 from archiver.archive.record import (
@@ -38,10 +38,25 @@ _IMAGE_KEYS = ("Keys", "NewImage", "OldImage")
 # Changes made before 2000 or after 2200 are not plausible stream records.
 _MIN_US, _MAX_US = 946_684_800 * 10**6, 7_258_118_400 * 10**6
 _PRECISION = {"MILLISECOND": 1_000, "MICROSECOND": 1}
+_valid_tables: set[str] = set()
 
 
 def _where(table: Any, event_id: Any, sequence: Any) -> str:
     return f"{table or '?'}/{event_id or '?'}/{sequence or '?'}"
+
+
+_tables_by_arn: dict[str, str | None] = {}
+
+
+def _table_of_arn(arn: str) -> str | None:
+    # A batch (and a Lambda's life) sees a handful of ARNs: parse each once.
+    table = _tables_by_arn.get(arn, "")
+    if table == "":
+        match = _STREAM_ARN.match(arn)
+        table = match["table"] if match else None
+        if len(_tables_by_arn) < 1024:
+            _tables_by_arn[arn] = table
+    return table
 
 
 def table_of(raw: Any, default_table: str | None = None) -> str | None:
@@ -50,9 +65,9 @@ def table_of(raw: Any, default_table: str | None = None) -> str | None:
         return default_table
     arn = raw.get("eventSourceARN")
     if raw.get("eventSource") != KINESIS_SOURCE and isinstance(arn, str):
-        match = _STREAM_ARN.match(arn)
-        if match:
-            return match["table"]
+        table = _table_of_arn(arn)
+        if table is not None:
+            return table
     return default_table
 
 
@@ -155,7 +170,11 @@ def _decode_kinesis(raw: dict[str, Any]) -> ChangeRecord:
 
 def _envelope(record: dict[str, Any], ddb: dict[str, Any]) -> dict[str, Any]:
     envelope = dict(record)
-    envelope["dynamodb"] = {k: (None if k in _IMAGE_KEYS else v) for k, v in ddb.items()}
+    images_out = dict(ddb)
+    for key in _IMAGE_KEYS:
+        if key in images_out:
+            images_out[key] = None  # a placeholder keeps the field's place for the rebuild
+    envelope["dynamodb"] = images_out
     return envelope
 
 
@@ -171,10 +190,13 @@ def _change(
     envelope: dict[str, Any],
     stream_arn: Any,
 ) -> ChangeRecord:
-    try:
-        validate_table_name(table)
-    except InvalidNameError as err:
-        raise RecordError(str(err), where) from None
+    if table not in _valid_tables:
+        try:
+            validate_table_name(table)
+        except InvalidNameError as err:
+            raise RecordError(str(err), where) from None
+        if len(_valid_tables) < 1024:
+            _valid_tables.add(table)
     event_id = record.get("eventID")
     if not isinstance(event_id, str) or not event_id:
         raise RecordError("eventID must be a non-empty string", where)
@@ -184,12 +206,13 @@ def _change(
     keys = ddb.get("Keys")
     if keys is None:
         raise RecordError("missing dynamodb.Keys", where)
-    check_keys(keys, f"{where} Keys")
+    if not valid_keys(keys):
+        check_keys(keys, f"{where} Keys")
     new_image = ddb.get("NewImage")
     old_image = ddb.get("OldImage")
-    if new_image is not None:
+    if new_image is not None and not valid_image(new_image):
         check_image(new_image, f"{where} NewImage")
-    if old_image is not None:
+    if old_image is not None and not valid_image(old_image):
         check_image(old_image, f"{where} OldImage")
     view = ddb.get("StreamViewType")
     if view is not None:

@@ -83,6 +83,7 @@ def encode_records(
         The Parquet file.
     """
     dumps = orjson.dumps
+    sort_keys = orjson.OPT_SORT_KEYS
     event_ids, names, sources, sequences, times = [], [], [], [], []
     arns, views, sizes, regions, identities, ttl, shards = [], [], [], [], [], [], []
     keys, keys_plain, item_keys, new_images, old_images, envelopes = [], [], [], [], [], []
@@ -96,12 +97,16 @@ def encode_records(
         views.append(r.view_type)
         sizes.append(r.size_bytes)
         regions.append(r.aws_region)
-        identities.append(None if r.user_identity is None else dumps(r.user_identity))
-        ttl.append(r.is_ttl_delete)
         shards.append(r.shard_id)
+        if r.user_identity is None:
+            identities.append(None)
+            ttl.append(False)
+        else:
+            identities.append(dumps(r.user_identity))
+            ttl.append(r.is_ttl_delete)
         keys.append(dumps(r.keys))
         keys_plain.append(plain_json(r.keys))
-        item_keys.append(item_key(r.keys))
+        item_keys.append(dumps(r.keys, option=sort_keys))
         new_images.append(None if r.new_image is None else dumps(r.new_image))
         old_images.append(None if r.old_image is None else dumps(r.old_image))
         envelopes.append(dumps(r.envelope))

@@ -23,6 +23,8 @@ __all__ = [
     "KEY_TYPES",
     "check_image",
     "check_keys",
+    "valid_image",
+    "valid_keys",
     "json_number",
     "plain_json",
     "plain_value",
@@ -221,8 +223,28 @@ def check_image(image: Any, where: str) -> None:
     raise RecordError("invalid attribute value", where)  # the two walks disagree: refuse
 
 
+def valid_image(image: Any) -> bool:
+    """True when ``image`` is a map of valid attribute values (the fast check, no message)."""
+    return image.__class__ is dict and _valid_map(image)
+
+
+def valid_keys(keys: Any) -> bool:
+    """True when ``keys`` is a non-empty map of valid S, N or B values (the fast check)."""
+    if keys.__class__ is not dict or not keys:
+        return False
+    for av in keys.values():
+        if av.__class__ is not dict or len(av) != 1:
+            return False
+        [(tag, v)] = av.items()
+        if tag not in KEY_TYPES or not _valid_value(av):
+            return False
+    return True
+
+
 def check_keys(keys: Any, where: str = "Keys") -> None:
     """Check a key map: non-empty, each value of type S, N or B."""
+    if valid_keys(keys):
+        return
     check_image(keys, where)
     if not keys:
         raise RecordError("must name at least one key attribute", where)
