@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv servers demo test bench lint clean
+.PHONY: venv servers demo test bench lint clean build-ArchiverFunction
 
 venv: $(STAMP)
 
@@ -37,5 +37,23 @@ lint: venv
 	$(BIN)/ruff check archiver replayer devkit tests bench
 	$(BIN)/mypy
 
+# `sam build` (deploy/template.yaml, BuildMethod: makefile) runs this with ARTIFACTS_DIR set:
+# the package and its pinned dependencies as wheels for Lambda's python3.12 on x86_64, less
+# the parts of pyarrow nothing links and the sink never loads (Arrow Flight, headers, tests),
+# as Lambda unpacks at most 250 MB (about 180 MB remain).
+LAMBDA_WHEELS := --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+	--implementation cp --python-version 3.12 \
+	--only-binary=:all:
+build-ArchiverFunction:
+	rm -rf .lambda-build
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir .lambda-build .
+	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)" $(LAMBDA_WHEELS) \
+		-c constraints.txt .lambda-build/*.whl
+	rm -rf "$(ARTIFACTS_DIR)"/pyarrow/include "$(ARTIFACTS_DIR)"/pyarrow/tests \
+		"$(ARTIFACTS_DIR)"/pyarrow/libarrow_flight.* "$(ARTIFACTS_DIR)"/pyarrow/libarrow_python_flight.* \
+		"$(ARTIFACTS_DIR)"/pyarrow/_flight.* "$(ARTIFACTS_DIR)"/pyarrow/*.pyx "$(ARTIFACTS_DIR)"/pyarrow/*.pxd \
+		"$(ARTIFACTS_DIR)"/pyarrow/*.pxi
+	rm -rf .lambda-build
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive
+	rm -rf $(VENV) .cache .lambda-build .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive

@@ -1,8 +1,10 @@
-"""The ``archiver`` command line: ``archiver ingest`` (backfills, tests, the demo).
+"""The ``archiver`` command line: ``archiver ingest`` and ``archiver athena-ddl``.
 
-Exit codes: 0 everything archived; 1 something was not archived (a malformed
-file, a dead-lettered record, a failed write), after a summary; 2 bad usage
-(an unknown option, a file that cannot be opened, invalid settings).
+``ingest`` archives stream records from files (backfills, tests, the demo);
+``athena-ddl`` prints the archive's Athena table (or applies it through Glue).
+Exit codes: 0 done; 1 failed (a malformed file, a dead-lettered record, a
+failed write, a store or Glue error), after a summary; 2 bad usage (an unknown
+option, a file that cannot be opened, invalid settings or names).
 """
 
 from __future__ import annotations
@@ -56,7 +58,39 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--plain-images", action="store_true", default=None,
                         help="also store images as plain JSON (default: $ARCHIVER_PLAIN_IMAGES)")
     ingest.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    _athena_parser(commands)
     return parser
+
+
+def _athena_parser(commands: Any) -> None:
+    from archiver.archive.athena import DEFAULT_DATABASE, DEFAULT_TABLE
+
+    athena = commands.add_parser(
+        "athena-ddl",
+        help="print (or --apply) the archive's Athena table with partition projection",
+        description="Print a CREATE EXTERNAL TABLE for the archive, with partition projection "
+        "matching its layout, so new partitions are queryable at once; --apply creates or "
+        "updates the table through the Glue API instead.",
+    )
+    athena.add_argument("--archive", metavar="URI", help="s3://bucket/prefix "
+                        "(default: $ARCHIVER_ARCHIVE_URI)")
+    athena.add_argument("--database", metavar="DB", default=DEFAULT_DATABASE,
+                        help=f"Glue database (default: {DEFAULT_DATABASE})")
+    athena.add_argument("--table", metavar="NAME", default=DEFAULT_TABLE,
+                        help=f"Athena table name (default: {DEFAULT_TABLE})")
+    athena.add_argument("--promoted-columns", metavar="SPEC",
+                        help="the promoted columns the archive is written with "
+                        "(default: $ARCHIVER_PROMOTED_COLUMNS)")
+    athena.add_argument("--table-names", choices=("enum", "injected"), default="enum",
+                        help="project table_name as an enum of the archived tables (default; "
+                        "injected when the archive is empty) or injected (every query names "
+                        "its table)")
+    output = athena.add_mutually_exclusive_group()
+    output.add_argument("--apply", action="store_true",
+                        help="create or update the table through the Glue API instead of printing")
+    output.add_argument("--glue-json", action="store_true",
+                        help="print the Glue TableInput as JSON instead of the DDL")
+    athena.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -66,9 +100,9 @@ def _settings(args: argparse.Namespace) -> Any:
 
     overrides = {
         "archive_uri": args.archive,
-        "default_table": args.table,
+        "default_table": args.table if args.command == "ingest" else None,
         "promoted_columns": args.promoted_columns,
-        "plain_images": args.plain_images,
+        "plain_images": getattr(args, "plain_images", None),
     }
     try:
         return ArchiverSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -180,6 +214,51 @@ def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     return 1 if bad_files or totals["dead_lettered"] or totals["failed"] else 0
 
 
+def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    """Print the archive's Athena table, or create/update it in Glue with ``--apply``."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from archiver.archive.athena import archive_extent, athena_table, validate_glue_name
+    from archiver.archive.errors import InvalidNameError
+    from archiver.stores import store_for
+
+    names = (("--database", args.database, "database"), ("--table", args.table, "table"))
+    for flag, value, what in names:
+        try:
+            validate_glue_name(value, what)
+        except InvalidNameError as err:
+            raise UsageError(f"{flag}: {err}") from None
+    settings = _settings(args)
+    try:
+        table = athena_table(settings.archive_uri, database=args.database, name=args.table,
+                             promoted=settings.promoted, first_day="1970-01-01")
+    except InvalidNameError as err:
+        raise UsageError(f"--archive (or ARCHIVER_ARCHIVE_URI): {err}") from None
+    tables, first_day = archive_extent(store_for(settings.archive_uri))
+    if args.table_names == "enum" and not tables:
+        log.warning("the archive holds no table yet: projecting table_name as injected")
+    table = dataclasses.replace(
+        table,
+        table_names=tuple(tables) if args.table_names == "enum" else (),
+        first_day=first_day or datetime.now(UTC).strftime("%Y-%m-%d"),
+    )
+    if args.glue_json:
+        text = orjson.dumps(table.glue_table_input(), option=orjson.OPT_INDENT_2).decode()
+        sys.stdout.write(text + "\n")
+        return 0
+    if not args.apply:
+        sys.stdout.write(table.ddl())
+        return 0
+    from archiver.athena import apply_table
+
+    outcome = apply_table(table)
+    projection = f"enum of {len(table.table_names)} table(s)" if table.table_names else "injected"
+    print(f"{outcome} Glue table {table.database}.{table.name} over {table.location} "
+          f"(table_name {projection}; dt from {table.first_day})", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
     """Run the ``archiver`` command; returns the exit status."""
     from archiver.archive.errors import ArchiveError, InvalidNameError
@@ -187,7 +266,7 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
 
     args = _parser().parse_args(argv)
     configure("WARNING" if args.quiet else "INFO", json=False)
-    commands = {"ingest": ingest}
+    commands = {"ingest": ingest, "athena-ddl": athena_ddl}
     try:
         return commands[args.command](args, stdin or sys.stdin.buffer)
     except (UsageError, InvalidNameError) as err:

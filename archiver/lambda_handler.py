@@ -3,30 +3,38 @@
 Wire it to the stream with ``FunctionResponseTypes: [ReportBatchItemFailures]``.
 Configuration comes from ``ARCHIVER_*`` environment variables (see
 :class:`archiver.settings.ArchiverSettings`); settings and the S3 client are
-built on the first invocation and reused.
+built on the first invocation and reused. Each invocation prints one
+CloudWatch Embedded Metric Format line to stdout unless ``ARCHIVER_METRICS``
+is off.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from archiver.archive.store import ArchiveStore
 from archiver.decode import item_identifier
-from archiver.write import ArchiveOptions, archive_records
+from archiver.metrics import emf_line
+from archiver.write import ArchiveOptions, ArchiveReport, archive_records
 
 __all__ = ["EventShapeError", "batch_item_failures", "handler"]
 
 log = logging.getLogger("archiver.lambda")
-_state: tuple[ArchiveStore, ArchiveOptions] | None = None
+# (store, options, metrics namespace or None when metrics are off)
+_state: tuple[ArchiveStore, ArchiveOptions, str | None] | None = None
+clock: Callable[[], float] = time.time  # epoch seconds; tests replace it
 
 
 class EventShapeError(ValueError):
     """The invocation event is not a DynamoDB Streams or Kinesis event."""
 
 
-def _setup() -> tuple[ArchiveStore, ArchiveOptions]:
+def _setup() -> tuple[ArchiveStore, ArchiveOptions, str | None]:
     from pydantic import ValidationError
 
     from archiver.logs import configure
@@ -43,7 +51,7 @@ def _setup() -> tuple[ArchiveStore, ArchiveOptions]:
     configure(settings.log_level, json=True)
     store = store_for(settings.archive_uri, settings.sse_arguments)
     options = ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table)
-    return store, options
+    return store, options, settings.metrics_namespace if settings.metrics else None
 
 
 def records_of(event: Any) -> list[Any]:
@@ -88,10 +96,14 @@ def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
     global _state
     if _state is None:
         _state = _setup()
-    store, options = _state
+    store, options, namespace = _state
     records = records_of(event)
     started = time.perf_counter()
     report = archive_records(records, store, options)
+    write_latency_ms = (time.perf_counter() - started) * 1000
+    request_id = getattr(context, "aws_request_id", None)
+    if namespace is not None:
+        _emit_metrics(report, write_latency_ms, namespace, context, request_id)
     failures = batch_item_failures(records, report.failed_positions)
     log.info(
         "invocation summary",
@@ -103,11 +115,27 @@ def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
             "reported_failures": len(failures),
             "files": len(report.files),
             "bytes": report.bytes_written,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            "request_id": getattr(context, "aws_request_id", None),
+            "duration_ms": round(write_latency_ms, 1),
+            "request_id": request_id,
         },
     )
     return {"batchItemFailures": failures}
+
+
+def _emit_metrics(report: ArchiveReport, write_latency_ms: float, namespace: str, context: Any,
+                  request_id: str | None) -> None:
+    """One EMF line on stdout, where Lambda's log capture hands it to CloudWatch."""
+    function = getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    line = emf_line(
+        report,
+        write_latency_ms=write_latency_ms,
+        namespace=namespace,
+        dimensions={"FunctionName": function} if function else None,
+        properties={"RequestId": request_id} if request_id else None,
+        clock=clock,
+    )
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def reset() -> None:

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from archiver.archive.errors import FormatError
 from archiver.archive.schema import PromotedColumn, parse_promoted_columns
+from archiver.metrics import DEFAULT_NAMESPACE
 
 __all__ = ["ArchiverSettings"]
 
@@ -47,6 +48,16 @@ class ArchiverSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level; item data is never logged at INFO."
+    )
+    metrics: bool = Field(
+        default=True,
+        description="Print one CloudWatch Embedded Metric Format line per Lambda invocation to "
+        "stdout (records received, archived, dead-lettered, failed; bytes and files written; "
+        "write latency; iterator age).",
+    )
+    metrics_namespace: str = Field(
+        default=DEFAULT_NAMESPACE, min_length=1, max_length=255,
+        description="CloudWatch namespace of those metrics.",
     )
 
     @field_validator("promoted_columns")

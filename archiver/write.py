@@ -48,6 +48,7 @@ class ArchiveReport:
     bytes_written: int = 0
     failed_positions: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    oldest_change_us: int | None = None  # earliest change time among the decoded records
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ def archive_records(
             decoded.append((position, decode_record(raw, options.default_table)))
         except RecordError as err:
             dead.append((position, raw, err))
+    report.oldest_change_us = min((record.change_time_us for _, record in decoded), default=None)
     for batch in make_batches(decoded):
         key = batch.partition.key(batch_name(batch.records))
         try:
@@ -123,9 +125,9 @@ def _write_dead_letters(
             report.errors.append(f"{key}: {err}")
             log.error("dead-letter write failed", extra={"key": key, "records": len(items), "error": str(err)})
             continue
-        for position, _, err in items:
-            log.warning("dead-lettered record", extra={"position": position, "where": err.where,
-                                                       "reason": err.reason, "key": key})
+        for position, _, problem in items:
+            log.warning("dead-lettered record", extra={"position": position, "where": problem.where,
+                                                       "reason": problem.reason, "key": key})
         log.info("wrote object", extra={"key": key, "records": len(items), "bytes": len(data)})
         report.dead_lettered += len(items)
         report.files.append(key)

@@ -45,6 +45,7 @@ def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[
     os.environ["ARCHIVER_ARCHIVE_URI"] = uri
     os.environ["ARCHIVER_PROMOTED_COLUMNS"] = "customer_id:string,amount:decimal(18,2)"
     os.environ["ARCHIVER_LOG_LEVEL"] = "ERROR"  # the demo prints its own summary lines
+    os.environ["ARCHIVER_METRICS"] = "false"  # EMF lines are for CloudWatch, not for this terminal
     lambda_handler.reset()
     records = failures = 0
     started = time.perf_counter()

