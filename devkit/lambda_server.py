@@ -14,12 +14,23 @@ import json
 import re
 import threading
 import traceback
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
 _PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+
+
+def function_name(reference: str) -> str:
+    """The function's name from a name, an ARN or a partial ARN, each with an optional qualifier."""
+    parts = reference.split(":")
+    if reference.startswith("arn:") and len(parts) >= 7:
+        return parts[6]  # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+    if len(parts) >= 3 and parts[1] == "function":
+        return parts[2]  # ACCOUNT:function:NAME[:QUALIFIER]
+    return parts[0]  # NAME[:QUALIFIER]
 
 
 class LambdaServer:
@@ -41,7 +52,7 @@ class LambdaServer:
                 if match is None:
                     self._reply(404, {"message": f"no route {self.path}"}, error="UnknownOperationException")
                     return
-                name = match["name"].rsplit(":", 1)[-1] if match["name"].startswith("arn:") else match["name"]
+                name = function_name(urllib.parse.unquote(match["name"]))
                 function = server.functions.get(name)
                 if function is None:
                     self._reply(404, {"Type": "User", "Message": f"Function not found: {name}"},

@@ -14,6 +14,7 @@ import base64
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,8 @@ class TableWriter:
         self.condition_attribute = condition_attribute
         self.max_attempts = max_attempts
         self.sleep = sleep
-        self.skipped = 0  # conditional writes that found a newer item
+        self.skipped = 0  # conditional writes that found a newer item, over all calls
+        self._lock = threading.Lock()
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -104,14 +106,20 @@ class TableWriter:
     def _backoff(self, attempt: int) -> None:
         self.sleep(min(20.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
 
-    def write(self, ops: Sequence[Op]) -> None:
-        """Apply ``ops``: up to 25 distinct keys per request, unless writes are conditional."""
+    def write(self, ops: Sequence[Op]) -> int:
+        """Apply ``ops``: up to 25 distinct keys per request, unless writes are conditional.
+
+        Returns how many of them were skipped because the table held a newer item (lanes share
+        one writer, so each caller counts its own skips).
+        """
         if self.condition_attribute:
-            for op in ops:
-                self._conditional(op)
-            return
+            skipped = sum(not self._conditional(op) for op in ops)
+            with self._lock:
+                self.skipped += skipped
+            return skipped
         for start in range(0, len(ops), BATCH_LIMIT):
             self._batch(ops[start:start + BATCH_LIMIT])
+        return 0
 
     def _batch(self, ops: Sequence[Op]) -> None:
         self.limiter.acquire(sum(op.size for op in ops))
@@ -133,7 +141,8 @@ class TableWriter:
                                        f"{attempt} attempts (throttled)")
                 self._backoff(attempt)
 
-    def _conditional(self, op: Op) -> None:
+    def _conditional(self, op: Op) -> bool:
+        """One conditional write; False when the table held a newer item."""
         from botocore.exceptions import ClientError
 
         self.limiter.acquire(op.size)
@@ -155,13 +164,21 @@ class TableWriter:
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            self.skipped += 1
+            return False
+        return True
 
     def key_names(self) -> list[str]:
         """The table's key attribute names (hash first); RestoreError when it does not exist."""
+        return list(self.key_schema())
+
+    def key_schema(self) -> dict[str, str]:
+        """The table's key attributes and their types (S, N, B), hash first; RestoreError when it
+        does not exist."""
         table = self._call("describe_table", TableName=self.table)["Table"]
+        types = {d["AttributeName"]: d["AttributeType"]
+                 for d in table.get("AttributeDefinitions", [])}
         schema = sorted(table["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
-        return [k["AttributeName"] for k in schema]
+        return {k["AttributeName"]: types.get(k["AttributeName"], "?") for k in schema}
 
     def is_empty(self) -> bool:
         return not self._call("scan", TableName=self.table, Limit=1, Select="COUNT").get("Count", 0)

@@ -83,10 +83,13 @@ class RestoreSummary:
         }
 
 
-def _op(event_name: str, keys: str, image: str | None, attribute: str | None) -> Op:
+def _op(event_name: str, keys: str, image: str | None, attribute: str | None,
+        old_image: str | None = None) -> Op:
     key = orjson.loads(keys)
     if event_name == "REMOVE":
-        return Op("delete", key)
+        # A conditional delete compares with the removed item's version (from its OldImage).
+        version = orjson.loads(old_image).get(attribute) if attribute and old_image else None
+        return Op("delete", key, version=version)
     item = orjson.loads(image) if image is not None else None
     if item is None:
         raise RestoreError(f"an {event_name} change has no NewImage: the stream's view type holds no new images")
@@ -105,14 +108,19 @@ def _check_view_types(table: pa.Table, source: str) -> None:
         )
 
 
-def _check_keys(keys_json: str | None, target_keys: list[str], table: str, into: str) -> None:
+def _check_keys(keys_json: str | None, target_keys: dict[str, str], table: str, into: str) -> None:
+    """The archived key attributes and their types (S, N, B) must be the target's."""
     if keys_json is None:
         return
-    archived = sorted(orjson.loads(keys_json))
-    if archived != sorted(target_keys):
+    keys = sorted(orjson.loads(keys_json).items())
+    archived = {name: next(iter(value), "?") for name, value in keys}
+    if archived != target_keys:
+        def describe(schema: dict[str, str]) -> str:
+            return ", ".join(f"{name} {kind}" for name, kind in schema.items())
+
         raise RestoreError(
-            f"the key of {into} ({', '.join(target_keys)}) does not match the archived key of {table} "
-            f"({', '.join(archived)})"
+            f"the key of {into} ({describe(target_keys)}) does not match the archived key of "
+            f"{table} ({describe(archived)})"
         )
 
 
@@ -126,13 +134,19 @@ class _Restore:
         self.progress = progress
         self.slices = slices
         self.summary = RestoreSummary(mode=options.mode)
+        self.key_types: dict[str, str] = {}
 
     # -- preparation -----------------------------------------------------------------------
 
     def check_target(self) -> tuple[list[str], bool]:
-        key_names = self.writer.key_names()
+        self.key_types = self.writer.key_schema()
+        key_names = list(self.key_types)
         empty = self.writer.is_empty()
-        resumed = self.checkpoint.done_through_us is not None or bool(self.checkpoint.lanes)
+        # A checkpoint names its partition before the first write, so a run that died between a
+        # write and its first acknowledgement still counts as resumed.
+        checkpoint = self.checkpoint
+        resumed = (checkpoint.done_through_us is not None or checkpoint.partition_us is not None
+                   or bool(checkpoint.lanes))
         if not empty and not self.options.allow_non_empty and not resumed:
             raise RestoreError(f"table {self.options.into} is not empty; restore into an empty table, or "
                                "pass --allow-non-empty to write over what is there")
@@ -155,6 +169,7 @@ class _Restore:
             Col.ITEM_KEY: item_keys, Col.EVENT_NAME: ["INSERT"] * n, Col.KEYS: keys_,
             Col.NEW_IMAGE: images,
             Col.CHANGE_TIME: pa.array([export.export_time_us] * n, pa.timestamp("us", tz="UTC")),
+            Col.OLD_IMAGE: pa.nulls(n, pa.string()),
         }, schema=state_schema())
 
     # -- lanes -------------------------------------------------------------------------------
@@ -178,10 +193,9 @@ class _Restore:
             return
         ops = [entry.value for entry in batch]
         if not self.options.dry_run:
-            before = self.writer.skipped
-            self.writer.write(ops)
+            skipped = self.writer.write(ops)
             with self.summary._lock:
-                self.summary.skipped_newer += self.writer.skipped - before
+                self.summary.skipped_newer += skipped
             self.checkpoint.ack(partition_us, lane, batch[-1].index)
         self.summary.count(ops)
         self.progress.add(len(ops))
@@ -196,13 +210,15 @@ class _Restore:
         self.checkpoint.begin(partition_us, digest.hexdigest())
         lanes: list[list[Item[Op]]] = [[] for _ in range(self.options.concurrency)]
         rows = zip(table.column(Col.ITEM_KEY).to_pylist(), table.column(Col.EVENT_NAME).to_pylist(),
-                   table.column(Col.KEYS).to_pylist(), table.column(Col.NEW_IMAGE).to_pylist(), strict=True)
-        for index, (ident, name, keys, image) in enumerate(rows):
+                   table.column(Col.KEYS).to_pylist(), table.column(Col.NEW_IMAGE).to_pylist(),
+                   table.column(Col.OLD_IMAGE).to_pylist(), strict=True)
+        attribute = self.options.condition_attribute
+        for index, (ident, name, keys, image, old) in enumerate(rows):
             if name == "REMOVE" and not deletes:
                 continue
             lane = lane_of(ident, self.options.concurrency, self.slices)
             if index > self.checkpoint.acknowledged(partition_us, lane):
-                lanes[lane].append(Item(index, _op(name, keys, image, self.options.condition_attribute)))
+                lanes[lane].append(Item(index, _op(name, keys, image, attribute, old)))
         run_lanes(lanes, lambda lane, items, stop: self.write_lane(partition_us, lane, items, stop),
                   self.options.concurrency)
         if not self.options.dry_run:
@@ -222,9 +238,10 @@ class _Restore:
 
     def state(self, base: pa.Table | None, since_us: int | None, key_names: list[str],
               deletes: bool) -> None:
-        state = fold_all(self.changes(since_us), base)
+        state = fold_all(self.changes(since_us, self._columns((*STATE_COLUMNS, Col.STREAM_VIEW_TYPE))), base)
         if state.num_rows:
-            _check_keys(state.column(Col.KEYS)[0].as_py(), key_names, self.selection.table, self.options.into)
+            _check_keys(state.column(Col.KEYS)[0].as_py(), self.key_types, self.selection.table,
+                        self.options.into)
             self.summary.first_key = state.column(Col.ITEM_KEY)[0].as_py()
             self.summary.last_key = state.column(Col.ITEM_KEY)[-1].as_py()
         removed = pc.sum(pc.equal(state.column(Col.EVENT_NAME), "REMOVE")).as_py() or 0
@@ -238,14 +255,14 @@ class _Restore:
         for table in self.changes(since_us, (Col.KEYS, Col.STREAM_VIEW_TYPE)):
             if first_keys is None and table.num_rows:
                 first_keys = table.column(Col.KEYS)[0].as_py()
-        _check_keys(first_keys, key_names, sel.table, self.options.into)
+        _check_keys(first_keys, self.key_types, sel.table, self.options.into)
         self.summary.changes_read = 0
         if base is not None:
             self.run_table(_EXPORT_PARTITION, base, deletes=False)
         attribute = self.options.condition_attribute
         flt = EventFilter(since_us, sel.flt.until_us, None, None, sel.flt.slice)
         walk(
-            Selection(sel.store, sel.table, flt, (Col.KEYS, Col.NEW_IMAGE)),
+            Selection(sel.store, sel.table, flt, self._columns((Col.KEYS, Col.NEW_IMAGE))),
             self.checkpoint,
             lambda t: self._ops_of(t, attribute),
             lambda p, lane, items, stop: self.write_lane(p.hour_start_us, lane, items, stop),
@@ -253,11 +270,17 @@ class _Restore:
             slices=self.slices,
         )
 
+    def _columns(self, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """Conditional writes also read OldImage, for the removed item's version."""
+        return (*columns, Col.OLD_IMAGE) if self.options.condition_attribute else columns
+
     def _ops_of(self, table: pa.Table, attribute: str | None) -> list[Op]:
         self.summary.changes_read += table.num_rows
-        return [_op(name, keys, image, attribute) for name, keys, image in zip(
+        olds = (table.column(Col.OLD_IMAGE).to_pylist() if Col.OLD_IMAGE in table.column_names
+                else [None] * table.num_rows)
+        return [_op(name, keys, image, attribute, old) for name, keys, image, old in zip(
             table.column(Col.EVENT_NAME).to_pylist(), table.column(Col.KEYS).to_pylist(),
-            table.column(Col.NEW_IMAGE).to_pylist(), strict=True)]
+            table.column(Col.NEW_IMAGE).to_pylist(), olds, strict=True)]
 
 
 def restore(

