@@ -154,8 +154,20 @@ def _valid_number(v: str) -> bool:
 
 
 def _valid_map(m: dict[str, Any]) -> bool:
+    # S and N, most of any image, are checked inline: a call per value would double the cost.
     for av in m.values():
-        if not _valid_value(av):
+        if av.__class__ is not dict or len(av) != 1:
+            return False
+        [(tag, v)] = av.items()
+        if tag == "S":
+            if v.__class__ is not str:
+                return False
+        elif tag == "N":
+            if v.__class__ is not str or not (
+                (len(v) <= _MAX_DIGITS and v.isascii() and v.isdigit()) or _is_number(v)
+            ):
+                return False
+        elif not _valid_other(tag, v):
             return False
     return True
 
@@ -168,6 +180,10 @@ def _valid_value(av: Any) -> bool:
         return v.__class__ is str
     if tag == "N":
         return v.__class__ is str and _valid_number(v)
+    return _valid_other(tag, v)
+
+
+def _valid_other(tag: str, v: Any) -> bool:
     if tag == "M":
         return v.__class__ is dict and _valid_map(v)
     if tag == "L":

@@ -68,9 +68,9 @@ def python_fold(
         state[r[Col.ITEM_KEY]] = {**r, Col.OLD_IMAGE: None}
     for partition in partitions:
         for r in partition:
-            # the previous image is kept for REMOVEs only (conditional deletes compare with it)
-            state[r[Col.ITEM_KEY]] = {**r, Col.OLD_IMAGE: r[Col.OLD_IMAGE] if r[Col.EVENT_NAME] == "REMOVE"
-                                      else None}
+            # the previous image is kept for REMOVEs only (conditional deletes use it)
+            removed = r[Col.EVENT_NAME] == "REMOVE"
+            state[r[Col.ITEM_KEY]] = {**r, Col.OLD_IMAGE: r[Col.OLD_IMAGE] if removed else None}
     return [state[k] for k in sorted(state)]
 
 
