@@ -92,6 +92,45 @@ def _athena_parser(commands: Any) -> None:
                         help="print the Glue TableInput as JSON instead of the DDL")
     athena.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
+    run = commands.add_parser(
+        "run", help="archive a DynamoDB stream continuously (the poller service)",
+        description="Read a DynamoDB stream with the Streams API and archive it, flushing on size, count "
+        "or age, checkpointing each shard after every flush. Stops cleanly on SIGTERM/SIGINT.",
+    )
+    run.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
+                     "(default: $ARCHIVER_ARCHIVE_URI)")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--stream-arn", metavar="ARN", help="the stream (default: $ARCHIVER_STREAM_ARN)")
+    source.add_argument("--table", metavar="NAME", help="read the table's latest stream "
+                        "(default: $ARCHIVER_TABLE)")
+    run.add_argument("--checkpoint", metavar="URI", help="file path or s3://bucket/key for shard positions "
+                     "(default: _checkpoints/ in the archive)")
+    run.add_argument("--flush-bytes", type=int, metavar="B", help="flush at B buffered bytes (default 64 MiB)")
+    run.add_argument("--flush-records", type=int, metavar="N", help="flush at N buffered records "
+                     "(default 100000)")
+    run.add_argument("--flush-interval", type=float, metavar="S", help="flush when the oldest buffered "
+                     "record is S seconds old (default 300)")
+    run.add_argument("--poll-interval", type=float, default=1.0, metavar="S",
+                     help="pause between polls of an idle stream (default 1)")
+    run.add_argument("--promoted-columns", metavar="SPEC", help="as for ingest")
+    run.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+    compact = commands.add_parser(
+        "compact", help="merge small files into files of about the target size",
+        description="Merge each hour partition's small files into files of about --target-bytes, dropping "
+        "duplicate events, in sequence order, with deterministic names. The merged files are written before "
+        "the inputs are removed, so a crash leaves an archive that replays the same; rerunning finishes.",
+    )
+    compact.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
+                         "(default: $ARCHIVER_ARCHIVE_URI)")
+    compact.add_argument("--table", metavar="NAME", help="only this table (default: every table)")
+    compact.add_argument("--since", metavar="TIME", help="first hour to compact (ISO-8601 or epoch seconds)")
+    compact.add_argument("--until", metavar="TIME", help="last hour to compact")
+    compact.add_argument("--target-bytes", type=int, default=128 * 1024 * 1024, metavar="B",
+                         help="about how large each file should be (default 128 MiB)")
+    compact.add_argument("--promoted-columns", metavar="SPEC", help=argparse.SUPPRESS)
+    compact.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
 
 def _settings(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
@@ -104,13 +143,20 @@ def _settings(args: argparse.Namespace) -> Any:
         "promoted_columns": args.promoted_columns,
         "plain_images": getattr(args, "plain_images", None),
     }
+    if args.command == "run":
+        overrides.update({
+            "stream_arn": args.stream_arn, "table": args.table, "checkpoint_uri": args.checkpoint,
+            "flush_bytes": args.flush_bytes, "flush_records": args.flush_records,
+            "flush_interval": args.flush_interval,
+        })
     try:
         return ArchiverSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
         problems = []
         for e in err.errors():
             name = "_".join(map(str, e["loc"]))
-            flag = "--archive" if name == "archive_uri" else f"--{name.replace('_', '-')}"
+            flags = {"archive_uri": "--archive", "checkpoint_uri": "--checkpoint"}
+            flag = flags.get(name, f"--{name.replace('_', '-')}")
             problems.append(f"{flag} (or ARCHIVER_{name.upper()}): {e['msg']}")
         raise UsageError("; ".join(problems)) from None
 
@@ -259,6 +305,46 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     return 0
 
 
+def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    from archiver.archive.layout import validate_table_name
+    from archiver.compact import compact as run_compaction
+    from archiver.stores import store_for
+    from replayer.window import parse_time
+
+    settings = _settings(args)
+    if args.table:
+        validate_table_name(args.table)
+    if args.target_bytes < 1024 * 1024:
+        raise UsageError(f"--target-bytes {args.target_bytes}: use at least 1 MiB")
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as err:
+        raise UsageError(f"--since/--until: {err}") from None
+    store = store_for(settings.archive_uri, settings.sse_arguments)
+    report = run_compaction(store, table=args.table, since_us=since, until_us=until,
+                            target_bytes=args.target_bytes)
+    print(f"compacted {report.partitions_compacted} of {report.partitions_seen} partitions: "
+          f"{report.files_in} files ({report.bytes_in:,} bytes) into {report.files_out} "
+          f"({report.bytes_out:,} bytes), {report.duplicates_dropped} duplicates dropped", file=sys.stderr)
+    for error in report.errors:
+        print(f"archiver: error: {error}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def run(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    from archiver.service import ServiceError, run_service
+
+    settings = _settings(args)
+    if args.quiet:
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+    try:
+        return run_service(settings, poll_interval=args.poll_interval)
+    except ServiceError as err:
+        print(f"archiver: error: {err}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
     """Run the ``archiver`` command; returns the exit status."""
     from archiver.archive.errors import ArchiveError, InvalidNameError
@@ -266,7 +352,7 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
 
     args = _parser().parse_args(argv)
     configure("WARNING" if args.quiet else "INFO", json=False)
-    commands = {"ingest": ingest, "athena-ddl": athena_ddl}
+    commands = {"ingest": ingest, "athena-ddl": athena_ddl, "run": run, "compact": compact}
     try:
         return commands[args.command](args, stdin or sys.stdin.buffer)
     except (UsageError, InvalidNameError) as err:

@@ -82,7 +82,7 @@ def item_identifier(raw: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def decode_record(raw: Any, default_table: str | None = None) -> ChangeRecord:
+def decode_record(raw: Any, default_table: str | None = None, shard_id: str | None = None) -> ChangeRecord:
     """Decode and validate one record of a Lambda event.
 
     Parameters
@@ -92,6 +92,8 @@ def decode_record(raw: Any, default_table: str | None = None) -> ChangeRecord:
     default_table
         The table to file records under when they do not name one
         (a DynamoDB Streams record without ``eventSourceARN``).
+    shard_id
+        The stream shard the record was read from, when known (the poller).
 
     Raises
     ------
@@ -102,10 +104,10 @@ def decode_record(raw: Any, default_table: str | None = None) -> ChangeRecord:
         raise RecordError(f"a stream record must be a JSON object, got {type(raw).__name__}")
     if raw.get("eventSource") == KINESIS_SOURCE or "kinesis" in raw:
         return _decode_kinesis(raw)
-    return _decode_dynamodb(raw, default_table)
+    return _decode_dynamodb(raw, default_table, shard_id)
 
 
-def _decode_dynamodb(raw: dict[str, Any], default_table: str | None) -> ChangeRecord:
+def _decode_dynamodb(raw: dict[str, Any], default_table: str | None, shard_id: str | None) -> ChangeRecord:
     event_id = raw.get("eventID")
     ddb = raw.get("dynamodb")
     sequence = ddb.get("SequenceNumber") if isinstance(ddb, dict) else None
@@ -125,7 +127,7 @@ def _decode_dynamodb(raw: dict[str, Any], default_table: str | None) -> ChangeRe
         raise RecordError(reason, where)
     change_us = _seconds_to_us(ddb.get("ApproximateCreationDateTime"), where)
     return _change(raw, ddb, table, DYNAMODB_SOURCE, sequence, change_us, where,
-                   envelope=_envelope(raw, ddb), stream_arn=raw.get("eventSourceARN"))
+                   envelope=_envelope(raw, ddb), stream_arn=raw.get("eventSourceARN"), shard_id=shard_id)
 
 
 def _decode_kinesis(raw: dict[str, Any]) -> ChangeRecord:
@@ -189,6 +191,7 @@ def _change(
     *,
     envelope: dict[str, Any],
     stream_arn: Any,
+    shard_id: str | None = None,
 ) -> ChangeRecord:
     if table not in _valid_tables:
         try:
@@ -244,6 +247,7 @@ def _change(
         size_bytes=size,
         aws_region=region if isinstance(region, str) else None,
         user_identity=identity,
+        shard_id=shard_id,
     )
 
 

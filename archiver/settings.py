@@ -46,6 +46,27 @@ class ArchiverSettings(BaseSettings):
         description="Table to file DynamoDB Streams records under when they carry no "
         "`eventSourceARN` (records from GetRecords dumps).",
     )
+    stream_arn: str | None = Field(
+        default=None, description="`archiver run`: the DynamoDB stream to read (or give `ARCHIVER_TABLE`)."
+    )
+    table: str | None = Field(
+        default=None, description="`archiver run`: the table whose latest stream to read."
+    )
+    checkpoint_uri: str | None = Field(
+        default=None,
+        description="`archiver run`: where shard positions are kept, a file path or `s3://bucket/key` "
+        "(default: `_checkpoints/` inside the archive).",
+    )
+    flush_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="`archiver run`: flush when this many bytes are buffered."
+    )
+    flush_records: int = Field(
+        default=100_000, gt=0, description="`archiver run`: flush when this many records are buffered."
+    )
+    flush_interval: float = Field(
+        default=300.0, gt=0, description="`archiver run`: flush when the oldest buffered record is this "
+        "many seconds old, also when the stream is idle."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level; item data is never logged at INFO."
     )

@@ -56,7 +56,10 @@ class ArchiveReport:
 
 
 def archive_records(
-    raw_records: Sequence[Any], store: ArchiveStore, options: ArchiveOptions = ArchiveOptions()
+    raw_records: Sequence[Any],
+    store: ArchiveStore,
+    options: ArchiveOptions = ArchiveOptions(),
+    shard_ids: Sequence[str | None] | None = None,
 ) -> ArchiveReport:
     """Archive ``raw_records`` into ``store``; report what was stored and what was not.
 
@@ -68,6 +71,8 @@ def archive_records(
         The archive.
     options
         Promoted columns, plain images, the default table.
+    shard_ids
+        The shard each record was read from, when known (the poller), recorded in ``shard_id``.
 
     Returns
     -------
@@ -80,7 +85,8 @@ def archive_records(
     dead: list[tuple[int, Any, RecordError]] = []
     for position, raw in enumerate(raw_records):
         try:
-            decoded.append((position, decode_record(raw, options.default_table)))
+            shard = shard_ids[position] if shard_ids is not None else None
+            decoded.append((position, decode_record(raw, options.default_table, shard)))
         except RecordError as err:
             dead.append((position, raw, err))
     report.oldest_change_us = min((record.change_time_us for _, record in decoded), default=None)

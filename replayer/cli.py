@@ -100,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
                          help="at most W write capacity units per second")
     restore.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
     _run_arguments(restore)
+
+    verify = commands.add_parser(
+        "verify", help="check an archive: counts, duplicates, unreadable files, shard continuity",
+        description="Per table: files, bytes, events, duplicates, time range, schema versions and unreadable "
+        "files; for poller-written data, per shard: ordered sequence numbers, no conflicting records, and "
+        "no checkpoint ahead of the data or range lost. Exit 1 when something is wrong.",
+    )
+    verify.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
+                        "(default: $REPLAYER_ARCHIVE_URI)")
+    verify.add_argument("--table", metavar="NAME", help="only this table")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
 
 
@@ -369,6 +380,34 @@ def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     return 0
 
 
+def verify(args: argparse.Namespace, stdout: IO[bytes]) -> int:
+    from archiver.archive.layout import validate_table_name
+    from replayer.verify import verify as run
+    from replayer.window import format_us
+
+    if args.table:
+        try:
+            validate_table_name(args.table)
+        except ValueError as err:
+            raise UsageError(f"--table: {err}") from None
+    store = _store(args)
+    report = run(store, args.table)
+    lines = []
+    for check in report.tables:
+        lines.append(
+            f"{check.table}: {check.events} events in {check.files} files ({check.bytes:,} bytes), "
+            f"{check.duplicates} duplicates, {format_us(check.first_change_us)} .. "
+            f"{format_us(check.last_change_us)}, schema versions {sorted(check.schema_versions)}, "
+            f"{len(check.shards)} shards"
+        )
+        lines += [f"  problem: {p}" for p in check.problems]
+    lines += [f"problem: {p}" for p in report.problems]
+    lines.append("verify: OK" if report.ok else "verify: FAILED")
+    summary = {"ok": report.ok, "tables": [t.as_dict() for t in report.tables], "problems": report.problems}
+    _report(args, summary, lines, stdout)
+    return 0 if report.ok else 1
+
+
 def format_until(us: int | None) -> str:
     from replayer.window import format_us
 
@@ -384,7 +423,7 @@ def main(argv: Sequence[str] | None = None, stdout: IO[bytes] | None = None) -> 
     from replayer.redrive import RedriveError
 
     args = _parser().parse_args(argv)
-    commands = {"events": events, "ls": ls, "redrive": redrive, "restore": restore}
+    commands = {"events": events, "ls": ls, "redrive": redrive, "restore": restore, "verify": verify}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return commands[args.command](args, stdout or sys.stdout.buffer)

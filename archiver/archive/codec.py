@@ -23,6 +23,7 @@ from .errors import FormatError, SchemaVersionError
 from .layout import object_name
 from .record import KINESIS_SOURCE, ChangeRecord, pad_sequence
 from .schema import (
+    BASE_COLUMN_NAMES,
     METADATA_SCHEMA_VERSION,
     SCHEMA_VERSION,
     Col,
@@ -37,6 +38,8 @@ __all__ = [
     "order_rows",
     "read_archive_file",
     "stream_records",
+    "table_name",
+    "write_parquet",
 ]
 
 _DICTIONARY_COLUMNS = [Col.EVENT_NAME, Col.EVENT_SOURCE, Col.STREAM_ARN, Col.STREAM_VIEW_TYPE,
@@ -133,20 +136,35 @@ def encode_records(
     table = pa.Table.from_arrays(
         [pa.array(columns[field.name], type=field.type) for field in schema], schema=schema
     )
-    sorting = [Col.SEQUENCE_NUMBER]
-    if any(source == KINESIS_SOURCE for source in sources):
-        sorting = [Col.CHANGE_TIME, Col.SEQUENCE_NUMBER]
+    return write_parquet(table, kinesis=any(source == KINESIS_SOURCE for source in sources))
+
+
+def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
+    """An archive table (schema and metadata already set, rows in archive order) as Parquet bytes."""
+    sorting = [Col.CHANGE_TIME, Col.SEQUENCE_NUMBER] if kinesis else [Col.SEQUENCE_NUMBER]
+    base = set(BASE_COLUMN_NAMES)
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
         sink,
         compression="zstd",
         use_dictionary=_DICTIONARY_COLUMNS,
-        write_statistics=_STATISTICS_COLUMNS + [c.column for c in promoted],
-        sorting_columns=[pq.SortingColumn(schema.get_field_index(name)) for name in sorting],
+        write_statistics=_STATISTICS_COLUMNS + [n for n in table.column_names if n not in base],
+        sorting_columns=[pq.SortingColumn(table.schema.get_field_index(name)) for name in sorting],
     )
     data: bytes = sink.getvalue().to_pybytes()
     return data
+
+
+def table_name(table: pa.Table) -> str:
+    """The deterministic file name of an ordered archive table (as batch_name for records)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for event_id in table.column(Col.EVENT_ID).to_pylist():
+        digest.update(event_id.encode())
+        digest.update(b"\x00")
+    sequences = table.column(Col.SEQUENCE_NUMBER)
+    first, last = sequences[0].as_py().lstrip("0") or "0", sequences[-1].as_py().lstrip("0") or "0"
+    return object_name(first, last, digest.hexdigest())
 
 
 def _attribute(record: ChangeRecord, name: str) -> dict[str, Any] | None:

@@ -1,0 +1,144 @@
+"""Compaction: many small files of a partition in, a few files of about the target size out.
+
+For each hour partition with more files than its size needs, every row is
+read, duplicates (by event id) dropped, rows put in archive order, and cut
+into chunks of about ``target_bytes`` (estimated from the rows themselves, so
+the same rows always give the same chunks and the same file names). Each
+chunk is written first; only then are the input files that are not outputs
+deleted. A crash at any point leaves files that replay to the same result;
+a rerun reads the same rows, writes the same files again and finishes the
+deletes, so compaction is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from archiver.archive.codec import order_rows, read_archive_file, table_name, write_parquet
+from archiver.archive.errors import FormatError
+from archiver.archive.layout import Partition
+from archiver.archive.reader import list_partitions, list_tables
+from archiver.archive.record import KINESIS_SOURCE
+from archiver.archive.schema import METADATA_PROMOTED, METADATA_SCHEMA_VERSION, SCHEMA_VERSION, Col
+from archiver.archive.store import ArchiveStore, StoredObject
+
+__all__ = ["CompactReport", "compact"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET = 128 * 1024 * 1024
+# zstd shrinks the archive's JSON columns about fourfold; the estimate only sets chunk sizes.
+_COMPRESSION_RATIO = 4.0
+_SIZED_COLUMNS = (Col.KEYS, Col.NEW_IMAGE, Col.OLD_IMAGE, Col.ENVELOPE, Col.NEW_IMAGE_PLAIN,
+                  Col.OLD_IMAGE_PLAIN, Col.KEYS_PLAIN)
+
+
+@dataclass
+class CompactReport:
+    partitions_seen: int = 0
+    partitions_compacted: int = 0
+    files_in: int = 0
+    files_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    duplicates_dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _needs_compaction(files: list[StoredObject], target: int) -> bool:
+    total = sum(f.size for f in files)
+    return len(files) > max(1, math.ceil(total / target))
+
+
+def _merged_schema(tables: list[pa.Table]) -> pa.Schema:
+    """The union of the inputs' columns (promoted columns may differ between files)."""
+    schema = pa.unify_schemas([t.schema.remove_metadata() for t in tables])
+    specs: list[str] = []
+    for table in tables:
+        spec = (table.schema.metadata or {}).get(METADATA_PROMOTED, b"").decode()
+        for part in filter(None, spec.split(",")) if spec else ():
+            if part not in specs:
+                specs.append(part)
+    metadata = {METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(), METADATA_PROMOTED: ",".join(specs).encode()}
+    return schema.with_metadata(metadata)
+
+
+def _chunks(table: pa.Table, target: int) -> list[pa.Table]:
+    sizes = None
+    for name in _SIZED_COLUMNS:
+        if name in table.column_names:
+            lengths = pc.fill_null(pc.binary_length(table.column(name)), 0)
+            sizes = lengths if sizes is None else pc.add(sizes, lengths)
+    if sizes is None:
+        return [table]
+    budget = target * _COMPRESSION_RATIO
+    chunks, start, running = [], 0, 0
+    for i, size in enumerate(sizes.to_pylist()):
+        if running and running + size > budget:
+            chunks.append(table.slice(start, i - start))
+            start, running = i, 0
+        running += size
+    chunks.append(table.slice(start))
+    return chunks
+
+
+def compact_partition(store: ArchiveStore, partition: Partition, files: list[StoredObject],
+                      target: int, report: CompactReport) -> None:
+    tables = []
+    for obj in files:
+        with store.open(obj.key) as handle:
+            tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}"))
+    schema = _merged_schema(tables)
+    merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+    merged = merged.select(schema.names).cast(schema)
+    rows = merged.num_rows
+    ordered = order_rows(merged)
+    kinesis = bool(pc.any(pc.equal(ordered.column(Col.EVENT_SOURCE), KINESIS_SOURCE)).as_py())
+    outputs = []
+    for chunk in _chunks(ordered, target):
+        key = partition.key(table_name(chunk))
+        data = write_parquet(chunk.replace_schema_metadata(schema.metadata), kinesis=kinesis)
+        store.put(key, data)  # written (durably) before any input goes
+        outputs.append(key)
+        report.bytes_out += len(data)
+    keep = set(outputs)
+    for obj in files:
+        if obj.key not in keep:
+            store.delete(obj.key)
+    report.partitions_compacted += 1
+    report.files_in += len(files)
+    report.files_out += len(outputs)
+    report.bytes_in += sum(f.size for f in files)
+    report.duplicates_dropped += rows - ordered.num_rows
+    log.info("compacted", extra={"partition": partition.prefix, "files_in": len(files),
+                                 "files_out": len(outputs), "rows": ordered.num_rows})
+
+
+def compact(store: ArchiveStore, *, table: str | None = None, since_us: int | None = None,
+            until_us: int | None = None, target_bytes: int = DEFAULT_TARGET,
+            on_partition: Callable[[Partition], None] | None = None) -> CompactReport:
+    """Compact every partition of ``table`` (or of every table) in the window.
+
+    A partition that cannot be read (a foreign or newer file) is reported in
+    ``errors`` and left as it is; the others go on.
+    """
+    report = CompactReport()
+    for name in [table] if table else list_tables(store):
+        for partition, files in list_partitions(store, name, since_us, until_us):
+            report.partitions_seen += 1
+            if on_partition is not None:
+                on_partition(partition)
+            if not _needs_compaction(files, target_bytes):
+                continue
+            try:
+                compact_partition(store, partition, files, target_bytes, report)
+            except (FormatError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                report.errors.append(f"{partition.prefix}: {err}")
+                log.error("partition left as it is: %s: %s", partition.prefix, err)
+    return report

@@ -1,0 +1,302 @@
+"""The poller service: a DynamoDB stream in, archive files and shard checkpoints out.
+
+Reads every shard of one stream with GetRecords, the way the Kinesis Client
+Library does for DynamoDB: shards are discovered continuously, a child shard
+is read only once its parent is finished, closed shards are drained and
+retired. Records are buffered and flushed (decode, batch per partition,
+Parquet, store.put) when the buffer reaches ``flush_bytes`` or
+``flush_records`` or its oldest record is ``flush_interval`` seconds old.
+Only after a flush is durable are the shards' positions checkpointed, so a
+crash re-reads at most the unflushed tail, into files the reader dedupes.
+
+Iterator expiry re-opens after the last read position; throttling backs off;
+data trimmed away (older than 24 hours) is reported as a gap, loudly, with the
+shard and the range lost, and recorded in the checkpoint for ``verify``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from archiver.archive.errors import StoreError
+from archiver.archive.store import ArchiveStore
+from archiver.streams import Page, Shard, StreamEvent, StreamGone, StreamSource, ready_shards
+from archiver.write import ArchiveOptions, ArchiveReport, archive_records
+
+__all__ = ["FlushPolicy", "Poller", "ShardCheckpoints", "checkpoint_key"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "_checkpoints/"
+
+
+def checkpoint_key(stream_arn: str) -> str:
+    """Where a stream's checkpoint lives in the archive: one JSON object per stream."""
+    import hashlib
+
+    label = hashlib.blake2b(stream_arn.encode(), digest_size=8).hexdigest()
+    return f"{CHECKPOINT_PREFIX}{label}.json"
+
+
+@dataclass
+class ShardCheckpoints:
+    """Per (stream ARN, shard id): the last archived sequence number and whether the shard is done."""
+
+    store: ArchiveStore
+    key: str
+    stream_arn: str
+    positions: dict[str, str] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, store: ArchiveStore, key: str, stream_arn: str) -> ShardCheckpoints:
+        try:
+            data = orjson.loads(store.get(key))
+        except FileNotFoundError:
+            return cls(store, key, stream_arn)
+        if data.get("stream_arn") != stream_arn:
+            raise ValueError(f"checkpoint {key} belongs to stream {data.get('stream_arn')}, not {stream_arn}")
+        return cls(store, key, stream_arn, dict(data.get("positions", {})), set(data.get("finished", [])),
+                   list(data.get("gaps", [])))
+
+    def save(self) -> None:
+        self.store.put(self.key, orjson.dumps({
+            "stream_arn": self.stream_arn,
+            "positions": dict(sorted(self.positions.items())),
+            "finished": sorted(self.finished),
+            "gaps": self.gaps,
+        }, option=orjson.OPT_INDENT_2))
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPolicy:
+    """Firehose-like buffering hints: whichever comes first."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_records: int = 100_000
+    max_age: float = 300.0
+
+
+@dataclass
+class _ShardState:
+    shard: Shard
+    iterator: str | None = None
+    read_through: str | None = None  # last sequence number read into the buffer
+    idle_until: float = 0.0
+    backoff: float = 0.0
+
+
+class Poller:
+    """Archives one stream until stopped (SIGTERM/SIGINT or ``stop()``)."""
+
+    def __init__(self, source: StreamSource, store: ArchiveStore, checkpoints: ShardCheckpoints,
+                 options: ArchiveOptions = ArchiveOptions(), policy: FlushPolicy = FlushPolicy(), *,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] | None = None, poll_interval: float = 1.0,
+                 discover_interval: float = 60.0, status_interval: float = 60.0,
+                 on_flush: Callable[[ArchiveReport, float], None] | None = None) -> None:
+        self.source = source
+        self.store = store
+        self.checkpoints = checkpoints
+        self.options = options
+        self.policy = policy
+        self.clock = clock
+        self.wall = wall
+        self._stop = threading.Event()
+        self.sleep = sleep or (lambda seconds: self._stop.wait(seconds))
+        self.poll_interval = poll_interval
+        self.discover_interval = discover_interval
+        self.status_interval = status_interval
+        self.on_flush = on_flush
+        self.shards: dict[str, _ShardState] = {}
+        self.buffer: list[dict[str, Any]] = []
+        self.buffer_shards: list[str] = []
+        self.buffer_bytes = 0
+        self.buffer_since: float | None = None
+        self.pending_finished: set[str] = set()
+        self.archived = 0
+        self.newest_change: dict[str, float] = {}
+        self._last_discover = float("-inf")
+        self._last_status = clock()
+        self._status_count = 0
+
+    # -- control ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def run(self) -> None:
+        """Poll until stopped or the stream is gone; always flush and checkpoint on the way out."""
+        try:
+            while not self._stop.is_set():
+                if self.clock() - self._last_discover >= self.discover_interval:
+                    if not self.discover():
+                        log.info("stream finished: every shard is closed and archived")
+                        break
+                read_any = self.poll_once()
+                if self.should_flush():
+                    self.flush()
+                self.status()
+                if not read_any and not self._stop.is_set():
+                    self.sleep(self.poll_interval)
+        except StreamGone as err:
+            log.warning("stream gone, stopping: %s", err)
+        finally:
+            self.flush()
+
+    # -- shards --------------------------------------------------------------------------
+
+    def discover(self) -> bool:
+        """Refresh the shard list; False when nothing is left to read, ever."""
+        self._last_discover = self.clock()
+        status, shards = self.source.describe()
+        done = self.checkpoints.finished | self.pending_finished
+        for shard in ready_shards(shards, done):
+            if shard.shard_id not in self.shards:
+                self.shards[shard.shard_id] = _ShardState(shard)
+                log.info("reading shard", extra={"shard": shard.shard_id, "parent": shard.parent_id,
+                                                 "closed": shard.closed})
+        for state in self.shards.values():  # a shard may have closed since we saw it
+            for shard in shards:
+                if shard.shard_id == state.shard.shard_id:
+                    state.shard = shard
+        unfinished = [s for s in shards if s.shard_id not in done]
+        if status == "DISABLED" and not unfinished and not self.shards:
+            return False
+        return True
+
+    def _open(self, state: _ShardState) -> None:
+        shard_id = state.shard.shard_id
+        after = state.read_through or self.checkpoints.positions.get(shard_id)
+        iterator = self.source.iterator(shard_id, after)
+        if iterator is None and after is not None:
+            self._gap(state, after, "the position after the last archived record was trimmed")
+            iterator = self.source.iterator(shard_id, None)
+        state.iterator = iterator
+
+    def _gap(self, state: _ShardState, after: str | None, reason: str) -> None:
+        gap = {"shard": state.shard.shard_id, "after_sequence": after, "reason": reason,
+               "detected_at": round(self.wall(), 3)}
+        self.checkpoints.gaps.append(gap)
+        log.error("DATA LOST: records of shard %s after sequence %s are older than the stream's "
+                  "retention and cannot be archived (%s)", state.shard.shard_id, after, reason, extra=gap)
+
+    def poll_once(self) -> bool:
+        """One GetRecords call on every readable shard; True if any records arrived."""
+        now = self.clock()
+        got = False
+        for shard_id, state in list(self.shards.items()):
+            if self._stop.is_set():
+                break
+            if state.idle_until > now:
+                continue
+            if state.iterator is None:
+                self._open(state)
+                if state.iterator is None:
+                    continue
+            page = self.source.read(state.iterator)
+            if page.event is not None:
+                self._handle(state, page)
+                continue
+            state.backoff = 0.0
+            if page.records:
+                got = True
+                self._buffer(shard_id, page.records)
+                state.read_through = page.records[-1]["dynamodb"]["SequenceNumber"]
+            state.iterator = page.next_iterator
+            if page.next_iterator is None:
+                del self.shards[shard_id]
+                self.pending_finished.add(shard_id)
+                log.info("shard drained", extra={"shard": shard_id})
+                self._last_discover = float("-inf")  # its children may be readable now
+        return got
+
+    def _handle(self, state: _ShardState, page: Page) -> None:
+        shard_id = state.shard.shard_id
+        if page.event is StreamEvent.EXPIRED:
+            log.info("iterator expired, reopening", extra={"shard": shard_id})
+            state.iterator = None
+        elif page.event is StreamEvent.TRIMMED:
+            self._gap(state, state.read_through or self.checkpoints.positions.get(shard_id), page.detail)
+            state.iterator = self.source.iterator(shard_id, None)
+        else:
+            state.backoff = min(30.0, max(0.5, state.backoff * 2))
+            state.idle_until = self.clock() + state.backoff
+            log.debug("backing off %.1fs on %s: %s", state.backoff, shard_id, page.detail)
+
+    # -- buffering -----------------------------------------------------------------------
+
+    def _buffer(self, shard_id: str, records: list[dict[str, Any]]) -> None:
+        if self.buffer_since is None:
+            self.buffer_since = self.clock()
+        for record in records:
+            self.buffer.append(record)
+            self.buffer_shards.append(shard_id)
+            self.buffer_bytes += int(record["dynamodb"].get("SizeBytes") or 0) + 200
+            stamp = record["dynamodb"].get("ApproximateCreationDateTime")
+            if isinstance(stamp, int | float):
+                self.newest_change[shard_id] = max(self.newest_change.get(shard_id, 0.0), float(stamp))
+
+    def should_flush(self) -> bool:
+        if not self.buffer:
+            return bool(self.pending_finished)
+        policy = self.policy
+        return (len(self.buffer) >= policy.max_records or self.buffer_bytes >= policy.max_bytes
+                or (self.buffer_since is not None and self.clock() - self.buffer_since >= policy.max_age))
+
+    def flush(self) -> None:
+        """Write the buffer, then checkpoint what it covered. A failed write keeps the buffer."""
+        positions = {sid: s.read_through for sid, s in self.shards.items() if s.read_through}
+        finished = set(self.pending_finished)
+        if self.buffer:
+            started = self.clock()
+            options = ArchiveOptions(self.options.promoted, self.options.plain_images,
+                                     self.options.default_table)
+            report = archive_records(self.buffer, self.store, options, shard_ids=self.buffer_shards)
+            if report.failed_positions:
+                log.error("flush failed; keeping %d records buffered: %s", len(self.buffer),
+                          "; ".join(report.errors[:3]))
+                return
+            elapsed = self.clock() - started
+            self.archived += len(self.buffer)
+            log.info("flushed", extra={"records": len(self.buffer), "files": len(report.files),
+                                       "bytes": report.bytes_written, "dead_lettered": report.dead_lettered,
+                                       "seconds": round(elapsed, 3)})
+            if self.on_flush is not None:
+                self.on_flush(report, elapsed)
+        if not self.buffer and not finished:
+            return
+        self.checkpoints.positions.update(positions)
+        self.checkpoints.finished |= finished
+        for shard_id in finished:
+            self.checkpoints.positions.pop(shard_id, None)
+        try:
+            self.checkpoints.save()
+        except StoreError as err:
+            log.error("checkpoint write failed (the data is archived; a restart re-reads it): %s", err)
+        self.pending_finished -= finished
+        self.buffer, self.buffer_shards, self.buffer_bytes, self.buffer_since = [], [], 0, None
+
+    def status(self) -> None:
+        now = self.clock()
+        if now - self._last_status < self.status_interval:
+            return
+        rate = (self.archived - self._status_count) / max(now - self._last_status, 1e-9)
+        lag = {sid: round(self.wall() - t, 1) for sid, t in self.newest_change.items()}
+        log.info("status", extra={"records_per_s": round(rate, 1), "shards": len(self.shards),
+                                  "buffered": len(self.buffer), "lag_s": lag})
+        self._last_status = now
+        self._status_count = self.archived

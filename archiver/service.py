@@ -1,0 +1,106 @@
+"""``archiver run``: settings in, a running poller out, until SIGTERM/SIGINT or the stream ends.
+
+Builds the clients, resolves the stream (by ARN or by table), loads the shard
+checkpoint, and runs :class:`archiver.poller.Poller` with one EMF metrics line
+per flush. Logs are JSON lines when stderr is not a terminal (containers),
+readable text otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from archiver.archive.store import ArchiveStore, open_store
+from archiver.poller import FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
+from archiver.settings import ArchiverSettings
+from archiver.streams import StreamGone, StreamSource
+from archiver.write import ArchiveOptions, ArchiveReport
+
+__all__ = ["ServiceError", "run_service"]
+
+log = logging.getLogger("archiver.run")
+
+
+class ServiceError(Exception):
+    """An expected failure before polling starts (no such table, no stream on it)."""
+
+
+def _stream_arn(settings: ArchiverSettings) -> str:
+    if settings.stream_arn:
+        return settings.stream_arn
+    import boto3
+
+    try:
+        table = boto3.client("dynamodb").describe_table(TableName=settings.table)["Table"]
+    except Exception as err:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
+        raise ServiceError(f"cannot describe table {settings.table}: {code}") from err
+    arn = table.get("LatestStreamArn")
+    if not arn or not table.get("StreamSpecification", {}).get("StreamEnabled", False):
+        raise ServiceError(f"table {settings.table} has no enabled stream; enable one with a view type "
+                           "such as NEW_AND_OLD_IMAGES")
+    return str(arn)
+
+
+def _checkpoint_location(settings: ArchiverSettings, archive: ArchiveStore, stream_arn: str
+                         ) -> tuple[ArchiveStore, str]:
+    if not settings.checkpoint_uri:
+        return archive, checkpoint_key(stream_arn)
+    uri = settings.checkpoint_uri
+    folder, _, name = uri.rstrip("/").rpartition("/")
+    if not name or not folder:
+        raise ServiceError(f"--checkpoint {uri}: expected a file path or s3://bucket/key")
+    if uri.startswith("s3://"):
+        from archiver.stores import store_for
+
+        return store_for(folder, settings.sse_arguments), name
+    return open_store(folder), name
+
+
+def run_service(settings: ArchiverSettings, *, poll_interval: float = 1.0, json_logs: bool | None = None,
+                client: Any = None) -> int:
+    """Run the poller with these settings; returns the exit status (0 after a clean stop)."""
+    from archiver.logs import configure
+    from archiver.metrics import emf_line
+    from archiver.stores import store_for
+
+    configure(settings.log_level, json=not sys.stderr.isatty() if json_logs is None else json_logs)
+    if not settings.stream_arn and not settings.table:
+        raise ServiceError("give --stream-arn or --table (or ARCHIVER_STREAM_ARN / ARCHIVER_TABLE)")
+    stream_arn = _stream_arn(settings)
+    store = store_for(settings.archive_uri, settings.sse_arguments)
+    checkpoint_store, key = _checkpoint_location(settings, store, stream_arn)
+    checkpoints = ShardCheckpoints.load(checkpoint_store, key, stream_arn)
+    if client is None:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("dynamodbstreams", config=Config(retries={"mode": "standard"}))
+
+    def metrics(report: ArchiveReport, seconds: float) -> None:
+        if settings.metrics:
+            line = emf_line(report, write_latency_ms=seconds * 1000, namespace=settings.metrics_namespace,
+                            dimensions={"Stream": stream_arn.split("/stream/")[0].rsplit("/", 1)[-1]},
+                            clock=time.time)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    poller = Poller(
+        StreamSource(client, stream_arn), store, checkpoints,
+        ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table),
+        FlushPolicy(settings.flush_bytes, settings.flush_records, settings.flush_interval),
+        poll_interval=poll_interval, on_flush=metrics,
+    )
+    poller.install_signal_handlers()
+    log.info("archiving stream", extra={"stream_arn": stream_arn, "archive": store.uri,
+                                        "checkpoint": f"{checkpoint_store.uri}/{key}"})
+    try:
+        poller.run()
+    except StreamGone as err:
+        log.error("%s", err)
+        return 1
+    log.info("stopped", extra={"archived": poller.archived})
+    return 0
