@@ -15,7 +15,6 @@ from typing import IO, Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .dynamojson import plain_json
@@ -224,6 +223,8 @@ def order_rows(table: pa.Table) -> pa.Table:
     """
     if table.num_rows == 0:
         return table
+    import pyarrow.compute as pc  # here, not at import: the Lambda sink never reads (cold starts)
+
     kinesis = pc.any(pc.equal(table.column(Col.EVENT_SOURCE), KINESIS_SOURCE)).as_py()
     keys = [(Col.CHANGE_TIME, "ascending")] if kinesis else []
     keys.append((Col.SEQUENCE_NUMBER, "ascending"))
