@@ -33,8 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = commands.add_parser("ls", help="list the tables an archive holds",
                              description="List tables with record counts, time range, files and bytes.")
-    ls.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                    "(default: $REPLAYER_ARCHIVE_URI)")
+    _archive_argument(ls)
     ls.add_argument("--json", action="store_true", help="one JSON object per table")
 
     events = commands.add_parser(
@@ -43,15 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "arrived, in sequence order, each eventID once. --since/--until are inclusive and take "
         "ISO-8601 (UTC unless an offset is given) or epoch seconds.",
     )
-    events.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                        "(default: $REPLAYER_ARCHIVE_URI)")
-    events.add_argument("--table", required=True, metavar="NAME", help="the table to read")
-    events.add_argument("--since", metavar="TIME", help="first change time to include")
-    events.add_argument("--until", metavar="TIME", help="last change time to include")
-    events.add_argument("--event-name", metavar="NAMES",
-                        help="comma-separated subset of INSERT,MODIFY,REMOVE")
-    events.add_argument("--key", metavar="JSON",
-                        help='only this item, as plain JSON, e.g. \'{"pk": "order#1", "sk": 3}\'')
+    _selection_arguments(events, slices=False)
     events.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
 
     redrive = commands.add_parser(
@@ -80,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Write the table's state at --until (state mode: each item's last change), or "
         "apply every change in order (events mode), into an existing DynamoDB table.",
     )
-    restore.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                         "(default: $REPLAYER_ARCHIVE_URI)")
+    _archive_argument(restore)
     restore.add_argument("--table", required=True, metavar="NAME", help="the archived table")
     restore.add_argument("--into", required=True, metavar="TARGET", help="the DynamoDB table to write")
     restore.add_argument("--until", metavar="TIME", help="the moment to restore (default: now)")
@@ -107,22 +97,27 @@ def _parser() -> argparse.ArgumentParser:
         "files; for poller-written data, per shard: ordered sequence numbers, no conflicting records, and "
         "no checkpoint ahead of the data or range lost. Exit 1 when something is wrong.",
     )
-    verify.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                        "(default: $REPLAYER_ARCHIVE_URI)")
+    _archive_argument(verify)
     verify.add_argument("--table", metavar="NAME", help="only this table")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
 
 
-def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+def _archive_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
                         "(default: $REPLAYER_ARCHIVE_URI)")
+
+
+def _selection_arguments(parser: argparse.ArgumentParser, *, slices: bool = True) -> None:
+    _archive_argument(parser)
     parser.add_argument("--table", required=True, metavar="NAME", help="the table to read")
     parser.add_argument("--since", metavar="TIME", help="first change time to include")
     parser.add_argument("--until", metavar="TIME", help="last change time to include")
     parser.add_argument("--event-name", metavar="NAMES", help="comma-separated subset of INSERT,MODIFY,REMOVE")
-    parser.add_argument("--key", metavar="JSON", help="only this item, as plain JSON")
-    parser.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
+    parser.add_argument("--key", metavar="JSON",
+                        help='only this item, as plain JSON, e.g. \'{"pk": "order#1", "sk": 3}\'')
+    if slices:
+        parser.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
