@@ -28,7 +28,7 @@ import orjson
 
 from archiver.archive.errors import StoreError
 from archiver.archive.store import ArchiveStore
-from archiver.streams import Page, Shard, StreamEvent, StreamGone, StreamSource, ready_shards
+from archiver.streams import Page, Shard, StreamBusy, StreamEvent, StreamSource, ready_shards
 from archiver.write import ArchiveOptions, ArchiveReport, archive_records
 
 __all__ = ["FlushPolicy", "Poller", "ShardCheckpoints", "checkpoint_key"]
@@ -91,6 +91,7 @@ class _ShardState:
     shard: Shard
     iterator: str | None = None
     read_through: str | None = None  # last sequence number read into the buffer
+    open_gap: dict[str, Any] | None = None  # a gap whose end (where reading resumed) is not known yet
     idle_until: float = 0.0
     backoff: float = 0.0
 
@@ -139,21 +140,29 @@ class Poller:
             signal.signal(signum, lambda *_: self.stop())
 
     def run(self) -> None:
-        """Poll until stopped or the stream is gone; always flush and checkpoint on the way out."""
+        """Poll until stopped or the stream ends; always flush and checkpoint on the way out.
+
+        Raises
+        ------
+        StreamGone
+            The stream (or a shard) no longer exists; raised after the final flush.
+        """
         try:
             while not self._stop.is_set():
                 if self.clock() - self._last_discover >= self.discover_interval:
-                    if not self.discover():
-                        log.info("stream finished: every shard is closed and archived")
-                        break
+                    try:
+                        if not self.discover():
+                            log.info("stream finished: every shard is closed and archived")
+                            break
+                    except StreamBusy as err:
+                        log.warning("cannot list shards yet, retrying: %s", err)
+                        self._last_discover = self.clock() - self.discover_interval + 5.0
                 read_any = self.poll_once()
                 if self.should_flush():
                     self.flush()
                 self.status()
                 if not read_any and not self._stop.is_set():
                     self.sleep(self.poll_interval)
-        except StreamGone as err:
-            log.warning("stream gone, stopping: %s", err)
         finally:
             self.flush()
 
@@ -173,6 +182,14 @@ class Poller:
             for shard in shards:
                 if shard.shard_id == state.shard.shard_id:
                     state.shard = shard
+        listed = {s.shard_id for s in shards}
+        for shard_id, position in list(self.checkpoints.positions.items()):
+            if shard_id not in listed and shard_id not in done and shard_id not in self.shards:
+                # Aged out of the stream before we finished it: whatever followed is gone.
+                orphan = _ShardState(Shard(shard_id, None, None, None))
+                self._gap(orphan, position, "the shard aged out of the stream before it was finished")
+                orphan.open_gap = None
+                self.pending_finished.add(shard_id)
         unfinished = [s for s in shards if s.shard_id not in done]
         if status == "DISABLED" and not unfinished and not self.shards:
             return False
@@ -188,9 +205,10 @@ class Poller:
         state.iterator = iterator
 
     def _gap(self, state: _ShardState, after: str | None, reason: str) -> None:
-        gap = {"shard": state.shard.shard_id, "after_sequence": after, "reason": reason,
-               "detected_at": round(self.wall(), 3)}
+        gap: dict[str, Any] = {"shard": state.shard.shard_id, "after_sequence": after, "reason": reason,
+                               "detected_at": round(self.wall(), 3), "resumed_at_sequence": None}
         self.checkpoints.gaps.append(gap)
+        state.open_gap = gap  # the first record read after it says where the loss ends
         log.error("DATA LOST: records of shard %s after sequence %s are older than the stream's "
                   "retention and cannot be archived (%s)", state.shard.shard_id, after, reason, extra=gap)
 
@@ -204,7 +222,13 @@ class Poller:
             if state.idle_until > now:
                 continue
             if state.iterator is None:
-                self._open(state)
+                try:
+                    self._open(state)
+                except StreamBusy as err:
+                    state.backoff = min(30.0, max(0.5, state.backoff * 2))
+                    state.idle_until = now + state.backoff
+                    log.debug("cannot open %s yet: %s", shard_id, err)
+                    continue
                 if state.iterator is None:
                     continue
             page = self.source.read(state.iterator)
@@ -214,6 +238,9 @@ class Poller:
             state.backoff = 0.0
             if page.records:
                 got = True
+                if state.open_gap is not None:
+                    state.open_gap["resumed_at_sequence"] = page.records[0]["dynamodb"]["SequenceNumber"]
+                    state.open_gap = None
                 self._buffer(shard_id, page.records)
                 state.read_through = page.records[-1]["dynamodb"]["SequenceNumber"]
             state.iterator = page.next_iterator

@@ -73,7 +73,10 @@ def run_service(settings: ArchiverSettings, *, poll_interval: float = 1.0, json_
     stream_arn = _stream_arn(settings)
     store = store_for(settings.archive_uri, settings.sse_arguments)
     checkpoint_store, key = _checkpoint_location(settings, store, stream_arn)
-    checkpoints = ShardCheckpoints.load(checkpoint_store, key, stream_arn)
+    try:
+        checkpoints = ShardCheckpoints.load(checkpoint_store, key, stream_arn)
+    except ValueError as err:  # another stream's checkpoint, or not JSON
+        raise ServiceError(f"cannot use checkpoint {checkpoint_store.uri}/{key}: {err}") from err
     if client is None:
         import boto3
         from botocore.config import Config
@@ -101,6 +104,10 @@ def run_service(settings: ArchiverSettings, *, poll_interval: float = 1.0, json_
         poller.run()
     except StreamGone as err:
         log.error("%s", err)
+        return 1
+    if poller.buffer:  # the last flush failed: nothing of it is checkpointed
+        log.error("stopped with %d records read but not archived; they are not checkpointed and "
+                  "will be read again on restart", len(poller.buffer))
         return 1
     log.info("stopped", extra={"archived": poller.archived})
     return 0

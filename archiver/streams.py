@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Page", "Shard", "StreamEvent", "StreamGone", "StreamSource", "to_lambda_record"]
+__all__ = ["Page", "Shard", "StreamBusy", "StreamEvent", "StreamGone", "StreamSource", "to_lambda_record"]
 
 
 class StreamEvent(StrEnum):
@@ -29,6 +29,10 @@ class StreamEvent(StrEnum):
 
 class StreamGone(Exception):
     """The stream no longer exists or is disabled: nothing more can be read."""
+
+
+class StreamBusy(Exception):
+    """DescribeStream or GetShardIterator was throttled or failed transiently: try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,14 @@ class StreamSource:
         response = getattr(err, "response", None) or {}
         return str(response.get("Error", {}).get("Code", type(err).__name__))
 
+    def _busy(self, err: Exception, call: str) -> None:
+        """Raise StreamBusy for throttling and transient failures (retried by the poller)."""
+        code = self._code(err)
+        # A botocore error without a response is a connection failure, also transient.
+        connection = type(err).__module__.startswith(("botocore", "urllib3")) and not hasattr(err, "response")
+        if code in _THROTTLED or code in _UNAVAILABLE or connection:
+            raise StreamBusy(f"{call}: {code}") from err
+
     def describe(self) -> tuple[str, list[Shard]]:
         """The stream's status and every shard it lists (DescribeStream, all pages)."""
         shards: list[Shard] = []
@@ -106,6 +118,7 @@ class StreamSource:
             except Exception as err:
                 if self._code(err) == "ResourceNotFoundException":
                     raise StreamGone(f"stream {self.stream_arn} does not exist") from err
+                self._busy(err, "DescribeStream")
                 raise
             status = description.get("StreamStatus", status)
             for raw in description.get("Shards", []):
@@ -132,6 +145,7 @@ class StreamSource:
                 return None
             if code == "ResourceNotFoundException":
                 raise StreamGone(f"shard {shard_id} of {self.stream_arn} is gone") from err
+            self._busy(err, "GetShardIterator")
             raise
         return iterator
 
@@ -141,16 +155,18 @@ class StreamSource:
             response = self.client.get_records(ShardIterator=iterator, Limit=limit)
         except Exception as err:
             code = self._code(err)
-            if code == "ExpiredIteratorException":
+            if code in ("ExpiredIteratorException", "ValidationException"):
+                # ValidationException: an iterator the service no longer accepts; open a new one.
                 return Page([], iterator, StreamEvent.EXPIRED, str(err))
             if code == "TrimmedDataAccessException":
                 return Page([], iterator, StreamEvent.TRIMMED, str(err))
             if code in _THROTTLED:
                 return Page([], iterator, StreamEvent.THROTTLED, code)
-            if code in _UNAVAILABLE or type(err).__module__.startswith(("botocore", "urllib3")):
-                return Page([], iterator, StreamEvent.UNAVAILABLE, f"{code}: {err}")
+            # Before the catch-all below: a ClientError's module is botocore's too.
             if code == "ResourceNotFoundException":
                 raise StreamGone(f"stream {self.stream_arn} is gone") from err
+            if code in _UNAVAILABLE or type(err).__module__.startswith(("botocore", "urllib3")):
+                return Page([], iterator, StreamEvent.UNAVAILABLE, f"{code}: {err}")
             raise
         records = [to_lambda_record(r, self.stream_arn) for r in response.get("Records", [])]
         return Page(records, response.get("NextShardIterator"))

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import orjson
 import pytest
 
 
@@ -26,3 +34,191 @@ def glue_endpoint(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point boto3's Glue client (only) at moto, through the standard endpoint variable."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", moto_endpoint)
     return moto_endpoint
+
+
+# -- the poller's tests: tables with streams, their change history, a recording proxy ---------
+
+
+class StreamTables:
+    """Tables with a stream on DynamoDB Local, varied writes, and the history their stream holds."""
+
+    def __init__(self, local: Any) -> None:
+        self.local = local
+        self.client = local.client()
+        self.streams = local.client("dynamodbstreams")
+
+    def create(self, *, stream: bool = True) -> tuple[str, str]:
+        """A table keyed by (pk S, sk N) with a NEW_AND_OLD_IMAGES stream: (name, stream ARN)."""
+        name = f"poll-{uuid.uuid4().hex[:12]}"
+        arguments: dict[str, Any] = {}
+        if stream:
+            arguments["StreamSpecification"] = {"StreamEnabled": True,
+                                                "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        description = self.client.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "N"}],
+            BillingMode="PAY_PER_REQUEST", **arguments,
+        )["TableDescription"]
+        return name, description.get("LatestStreamArn", "")
+
+    def write(self, table: str, rng: random.Random, count: int, *, items: int = 12) -> None:
+        """``count`` random writes: puts (new, overwriting), updates, deletes, some of them no-ops.
+
+        Values cover every attribute type, numbers DynamoDB normalises (``1.50``,
+        ``-0.0100``, ``1E+2``), 38-digit numbers, binary, sets, nesting, unicode,
+        empty strings, binaries and lists.
+        """
+        for _ in range(count):
+            n = rng.randrange(items)
+            key = {"pk": {"S": f"item-{n}"}, "sk": {"N": str(n % 3)}}
+            roll = rng.random()
+            if roll < 0.45:
+                self.client.put_item(TableName=table, Item={**key, **self._attributes(rng)})
+            elif roll < 0.8:
+                self.client.update_item(
+                    TableName=table, Key=key,
+                    UpdateExpression="SET #p = :p, #t = :t, #b = :b ADD #h :one REMOVE #g",
+                    ExpressionAttributeNames={"#p": "price", "#t": "tags", "#b": "blob",
+                                              "#h": "hits", "#g": "gone"},
+                    ExpressionAttributeValues={
+                        ":p": {"N": rng.choice(["1.50", "2.250", "-0.0100", "1E+2", "0"])},
+                        ":t": {"SS": rng.sample(["red", "green", "blue", "ünï", "😀"], 2)},
+                        ":b": {"B": rng.randbytes(rng.randrange(1, 9))},
+                        ":one": {"N": "1"},
+                    },
+                )
+            else:
+                self.client.delete_item(TableName=table, Key=key)
+
+    @staticmethod
+    def _attributes(rng: random.Random) -> dict[str, Any]:
+        digits = "".join(rng.choice("0123456789") for _ in range(37))
+        return {
+            "status": {"S": rng.choice(["new", "paid", "shipped", "ünïcødé ✓", ""])},
+            "amount": {"N": rng.choice(["1.50", "10.00", "0.10", "-3.0", "1E+2", f"9{digits}"])},
+            "ok": {"BOOL": rng.random() < 0.5},
+            "nothing": {"NULL": True},
+            "blob": {"B": rng.randbytes(rng.randrange(0, 16))},
+            "codes": {"BS": [b"\x00\x01", bytes([rng.randrange(2, 256)])]},
+            "sizes": {"NS": ["1.50", str(rng.randrange(2, 99))]},
+            "tags": {"SS": ["a", rng.choice(["b", "c", "d"])]},
+            # No empty map: DynamoDB Local 3.x streams send it as {} without its "M"
+            # (awslabs/amazon-dynamodb-local-samples#37), which the archiver rightly dead-letters.
+            "meta": {"M": {"depth": {"L": [{"N": "1.0"}, {"L": []}, {"M": {"s": {"S": "x"}}}]}}},
+            "gone": {"S": "removed by the next update"},
+        }
+
+    def history(self, stream_arn: str) -> list[dict[str, Any]]:
+        """Every record the stream holds, parents' shards first, in the Lambda event shape."""
+        from archiver.streams import to_lambda_record
+
+        shards: list[dict[str, Any]] = []
+        start: dict[str, str] = {}
+        while True:
+            description = self.streams.describe_stream(StreamArn=stream_arn, **start)[
+                "StreamDescription"]
+            shards += description["Shards"]
+            if "LastEvaluatedShardId" not in description:
+                break
+            start = {"ExclusiveStartShardId": description["LastEvaluatedShardId"]}
+        listed = {s["ShardId"] for s in shards}
+        done: set[str] = set()
+        records: list[dict[str, Any]] = []
+        while len(done) < len(shards):
+            for shard in shards:
+                parent = shard.get("ParentShardId")
+                if shard["ShardId"] in done or (parent in listed and parent not in done):
+                    continue
+                iterator = self.streams.get_shard_iterator(
+                    StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                ).get("ShardIterator")
+                while iterator:
+                    page = self.streams.get_records(ShardIterator=iterator)
+                    records += [to_lambda_record(r, stream_arn) for r in page["Records"]]
+                    iterator = page.get("NextShardIterator") if page["Records"] else None
+                done.add(shard["ShardId"])
+        return records
+
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {"TableName": table}
+        while True:
+            page = self.client.scan(**arguments)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.fixture
+def stream_tables(dynamodb_tables: Any, dynamodb_local: Any) -> StreamTables:
+    """Tables with streams on DynamoDB Local, reached through ``AWS_ENDPOINT_URL_DYNAMODB*``."""
+    return StreamTables(dynamodb_local)
+
+
+class StreamsProxy:
+    """A forwarding HTTP proxy in front of DynamoDB Local that notes every sequence number that
+    GetRecords hands out, so a test knows what a poller in another process has read."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.delivered: list[str] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("content-length", "connection", "accept-encoding")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body,
+                                                 headers=headers, method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        status, payload, reply = response.status, response.read(), response.headers
+                except urllib.error.HTTPError as err:
+                    status, payload, reply = err.code, err.read(), err.headers
+                if status == 200 and self.headers.get("X-Amz-Target", "").endswith(".GetRecords"):
+                    sequences = [r["dynamodb"]["SequenceNumber"]
+                                 for r in orjson.loads(payload).get("Records", [])]
+                    with proxy._lock:
+                        proxy.delivered += sequences
+                self.send_response(status)
+                for name in ("Content-Type", "x-amz-crc32", "x-amzn-RequestId"):
+                    if reply.get(name):
+                        self.send_header(name, reply[name])
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def has_delivered(self, sequence: str) -> bool:
+        with self._lock:
+            return sequence in self.delivered
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def streams_proxy(
+    stream_tables: StreamTables, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StreamsProxy]:
+    """A recording proxy to DynamoDB Local's Streams API as ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``,
+    for subprocesses started with ``os.environ`` (the test's own clients go direct)."""
+    proxy = StreamsProxy(stream_tables.local.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", proxy.endpoint)
+    yield proxy
+    proxy.close()

@@ -1,0 +1,425 @@
+"""The poller against DynamoDB Local's Streams API, archiving to a folder and to S3 on SeaweedFS.
+
+Each test writes a history to a fresh table (puts, overwrites, updates,
+deletes, no-op writes; binary, sets, nested values, numbers DynamoDB
+normalises), lets the poller archive it, and compares the archive, read back
+with the archive's own reader, with what the table's stream holds: the
+records DynamoDB Local's GetRecords returns, in the Lambda shape
+(``to_lambda_record``). Same eventIDs, same order, same images.
+
+``archiver run`` runs as the real console script in a subprocess. A recording
+proxy in front of the Streams endpoint tells the test what that process has
+read, so no test waits on a guess.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from archiver.archive.reader import iter_events
+from archiver.poller import FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
+from archiver.stores import store_for
+from archiver.streams import StreamSource
+
+ARCHIVER = Path(sys.executable).parent / "archiver"
+
+
+def seq(record: dict[str, Any]) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` (a bound, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"archiver run exited with {proc.returncode} before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+class Run:
+    """``archiver run`` in a subprocess; stdout (EMF lines) and stderr (logs) go to files."""
+
+    def __init__(self, args: list[str], folder: Path, name: str = "run") -> None:
+        self.stdout_path = folder / f"{name}.stdout"
+        self.stderr_path = folder / f"{name}.stderr"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [str(ARCHIVER), "run", *args], stdout=out, stderr=err, env=dict(os.environ)
+            )
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then the exit status; fails if it does not exit within ``timeout``."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"archiver run ignored SIGTERM for {timeout:.0f} s") from None
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def emf_lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.stdout_path.read_bytes().splitlines()]
+
+
+def to_plain(value: Any) -> Any:
+    """A scanned item in the stream's JSON form: binary as base64, set members sorted."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {
+            k: sorted(to_plain(v)) if k in ("SS", "NS", "BS") else to_plain(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def final_state(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each key's item after the last change (absent after a REMOVE), sets sorted."""
+    state: dict[str, Any] = {}
+    for event in events:
+        key = orjson.dumps(event["dynamodb"]["Keys"], option=orjson.OPT_SORT_KEYS)
+        if event["eventName"] == "REMOVE":
+            state.pop(key, None)
+        else:
+            state[key] = to_plain(event["dynamodb"]["NewImage"])
+    return state
+
+
+def type_keys(events: list[dict[str, Any]]) -> set[str]:
+    """The attribute types found anywhere in the events' images."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                if name in ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"):
+                    found.add(name)
+                    walk(inner if name in ("M", "L") else None)
+                else:
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    for event in events:
+        walk([event["dynamodb"].get("NewImage"), event["dynamodb"].get("OldImage")])
+    return found
+
+
+def shard_ids_in_files(store: Any, table: str) -> set[str]:
+    found: set[str] = set()
+    for obj in store.list(f"table_name={table}/"):
+        with store.open(obj.key) as handle:
+            found |= set(pq.read_table(handle, columns=["shard_id"]).column("shard_id").to_pylist())
+    return found
+
+
+# -- in-process --------------------------------------------------------------------------------
+
+
+def test_poller_archives_the_table_history(archive_uri: str, stream_tables: Any) -> None:
+    # Given a table with a history, and more written while the poller runs
+    table, arn = stream_tables.create()
+    rng = random.Random(11)
+    stream_tables.write(table, rng, 60)
+    store = store_for(archive_uri)
+    poller = Poller(
+        StreamSource(boto3.client("dynamodbstreams"), arn),
+        store,
+        ShardCheckpoints.load(store, checkpoint_key(arn), arn),
+        policy=FlushPolicy(max_age=0.2),
+        poll_interval=0.05,
+    )
+    thread = threading.Thread(target=poller.run, name="poller")
+    thread.start()
+    try:
+        stream_tables.write(table, rng, 60)
+        expected = stream_tables.history(arn)
+        wait_for(
+            lambda: seq(expected[-1]) in poller.checkpoints.positions.values(),
+            "checkpoint of the last change",
+        )
+    finally:
+        poller.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+    # Then the archive replays exactly the stream's history
+    events = list(iter_events(store, table))
+    assert [e["eventID"] for e in events] == [e["eventID"] for e in expected]
+    assert events == expected
+    # which is the history the test meant to produce: every event and attribute type, numbers
+    # as DynamoDB returned them (a put's 1.50 is 1.5 in the stream)
+    assert {e["eventName"] for e in expected} == {"INSERT", "MODIFY", "REMOVE"}
+    assert type_keys(expected) == {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
+    assert '{"N":"1.5"}' in orjson.dumps(expected).decode()
+    # and folds to the table as it is now
+    scanned = {
+        orjson.dumps({k: item[k] for k in ("pk", "sk")}, option=orjson.OPT_SORT_KEYS): to_plain(
+            item
+        )
+        for item in stream_tables.scan(table)
+    }
+    assert final_state(events) == scanned
+    # every file records the shard it was read from
+    shards = {
+        s["ShardId"]
+        for s in stream_tables.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    }
+    assert shard_ids_in_files(store, table) <= shards
+
+
+# -- archiver run in a subprocess ----------------------------------------------------------
+
+
+def test_archiver_run_flushes_on_sigterm_and_exits_0(
+    archive_uri: str, stream_tables: Any, streams_proxy: Any, tmp_path: Path
+) -> None:
+    # Given a history, and a poller that would not flush for an hour
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(12), 80)
+    expected = stream_tables.history(arn)
+    run = Run(
+        [
+            "--archive",
+            archive_uri,
+            "--table",
+            table,
+            "--flush-interval",
+            "3600",
+            "--poll-interval",
+            "0.05",
+        ],
+        tmp_path,
+    )
+    wait_for(
+        lambda: streams_proxy.has_delivered(seq(expected[-1])),
+        "GetRecords of the last change",
+        proc=run.proc,
+    )
+    store = store_for(archive_uri)
+    assert list(store.list("")) == []  # read, buffered, nothing written yet
+
+    # When it is sent SIGTERM
+    status = run.stop()
+
+    # Then it flushed everything it read, checkpointed it, and exited 0
+    assert status == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert list(iter_events(store, table)) == expected
+    checkpoint = orjson.loads(store.get(checkpoint_key(arn)))
+    assert set(checkpoint["positions"].values()) == {seq(expected[-1])}
+    # with one EMF metrics line for its one flush
+    (emf,) = run.emf_lines()
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert isinstance(emf["_aws"]["Timestamp"], int)
+    assert {"RecordsArchived", "BytesWritten", "FilesWritten"} <= {
+        m["Name"] for m in directive["Metrics"]
+    }
+    assert emf["RecordsArchived"] == len(expected)
+    assert emf["Stream"] == table and directive["Dimensions"] == [["Stream"]]
+
+
+def test_archiver_run_drains_a_disabled_stream_and_exits_0_on_its_own(
+    local_archive: str, stream_tables: Any, streams_proxy: Any, tmp_path: Path
+) -> None:
+    # Given a poller that flushes every 10 records, fed in three rounds
+    table, arn = stream_tables.create()
+    rng = random.Random(13)
+    run = Run(
+        [
+            "--archive",
+            local_archive,
+            "--stream-arn",
+            arn,
+            "--flush-records",
+            "10",
+            "--flush-interval",
+            "3600",
+            "--poll-interval",
+            "0.05",
+        ],
+        tmp_path,
+    )
+    for _ in range(3):
+        stream_tables.write(table, rng, 25)
+        last = seq(stream_tables.history(arn)[-1])
+        wait_for(
+            lambda last=last: streams_proxy.has_delivered(last),
+            "GetRecords of the round",
+            proc=run.proc,
+        )
+
+    # When the table's stream is disabled, its shard closes
+    stream_tables.client.update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
+    try:
+        status = run.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        run.proc.kill()
+        raise AssertionError("archiver run kept running on a disabled, drained stream") from None
+
+    # Then the poller archived all of it, retired the shard, and ended by itself
+    assert status == 0, run.stderr
+    expected = stream_tables.history(arn)
+    store = store_for(local_archive)
+    assert list(iter_events(store, table)) == expected
+    checkpoint = orjson.loads(store.get(checkpoint_key(arn)))
+    assert checkpoint["positions"] == {} and len(checkpoint["finished"]) == 1
+    # one EMF line per flush, each a JSON document with the _aws block
+    lines = run.emf_lines()
+    assert len(lines) >= 3
+    assert all(line["_aws"]["CloudWatchMetrics"][0]["Metrics"] for line in lines)
+    assert sum(line["RecordsArchived"] for line in lines) == len(expected)
+
+
+def test_archiver_run_exits_1_when_its_last_flush_fails(
+    stream_tables: Any, streams_proxy: Any, tmp_path: Path
+) -> None:
+    # Given an archive that cannot be written (its folder is a file) and a separate checkpoint
+    blocked = tmp_path / "archive"
+    blocked.write_text("a file where the archive folder should be")
+    checkpoint = tmp_path / "positions" / "stream.json"
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(14), 20)
+    expected = stream_tables.history(arn)
+    run = Run(
+        [
+            "--archive",
+            str(blocked),
+            "--table",
+            table,
+            "--checkpoint",
+            str(checkpoint),
+            "--flush-interval",
+            "3600",
+            "--poll-interval",
+            "0.05",
+        ],
+        tmp_path,
+    )
+    wait_for(
+        lambda: streams_proxy.has_delivered(seq(expected[-1])),
+        "GetRecords of the last change",
+        proc=run.proc,
+    )
+
+    status = run.stop()
+
+    # Then it says what it could not archive, exits 1, and checkpoints nothing
+    assert status == 1, run.stderr
+    assert f"stopped with {len(expected)} records read but not archived" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not checkpoint.exists()
+
+
+# -- bad usage ----------------------------------------------------------------------------------
+
+
+def run_once(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ARCHIVER), "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["--table", "orders"], 2, "--archive"),
+        (
+            ["--archive", "{archive}", "--table", "orders", "--stream-arn", "arn:x"],
+            2,
+            "not allowed with argument",
+        ),
+        (["--archive", "{archive}"], 1, "give --stream-arn or --table"),
+        (
+            ["--archive", "{archive}", "--table", "orders", "--flush-records", "0"],
+            2,
+            "--flush-records",
+        ),
+        (
+            ["--archive", "{archive}", "--table", "orders", "--flush-interval", "soon"],
+            2,
+            "--flush-interval",
+        ),
+    ],
+)
+def test_bad_usage_is_named_without_a_traceback(
+    args: list[str], status: int, message: str, local_archive: str
+) -> None:
+    result = run_once([a.format(archive=local_archive) for a in args])
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_table_without_a_stream_is_named(stream_tables: Any, local_archive: str) -> None:
+    table, _ = stream_tables.create(stream=False)
+    result = run_once(["--archive", local_archive, "--table", table])
+    assert result.returncode == 1
+    assert f"table {table} has no enabled stream" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_table_is_named(stream_tables: Any, local_archive: str) -> None:
+    result = run_once(["--archive", local_archive, "--table", "no-such-table"])
+    assert result.returncode == 1
+    assert "cannot describe table no-such-table: ResourceNotFoundException" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_stream_is_named_and_fails(stream_tables: Any, local_archive: str) -> None:
+    table, arn = stream_tables.create()
+    gone = arn.replace(table, "no-such-table")
+    result = run_once(["--archive", local_archive, "--stream-arn", gone])
+    assert result.returncode == 1, result.stderr
+    assert f"stream {gone} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_of_another_stream_is_refused(stream_tables: Any, tmp_path: Path) -> None:
+    _, first = stream_tables.create()
+    table, _ = stream_tables.create()
+    checkpoint = tmp_path / "positions.json"
+    checkpoint.write_bytes(
+        orjson.dumps({"stream_arn": first, "positions": {}, "finished": [], "gaps": []})
+    )
+    result = run_once(
+        ["--archive", str(tmp_path / "archive"), "--table", table, "--checkpoint", str(checkpoint)]
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"belongs to stream {first}" in result.stderr and str(checkpoint) in result.stderr
+    assert "Traceback" not in result.stderr
