@@ -88,8 +88,28 @@ def _chunks(table: pa.Table, target: int) -> list[pa.Table]:
     return chunks
 
 
+def _fullest_first(table: pa.Table) -> pa.Table:
+    """Rows with the fewest nulls first: the copy of an event that order_rows keeps is its fullest.
+
+    Copies of one event differ only in the optional columns their writers filled (promoted
+    columns, plain images). Choosing by content, not by which file came first, keeps those
+    values and makes the output the same whichever inputs a crashed run already removed.
+    """
+    if pc.count_distinct(table.column(Col.EVENT_ID)).as_py() == table.num_rows:
+        return table  # no copies to choose between
+    nulls = None
+    for column in table.columns:
+        if column.null_count:
+            count = pc.cast(pc.is_null(column), pa.int32())
+            nulls = count if nulls is None else pc.add(nulls, count)
+    if nulls is None:
+        return table
+    return table.take(pc.sort_indices(nulls))  # stable: ties keep their order
+
+
 def compact_partition(store: ArchiveStore, partition: Partition, files: list[StoredObject],
-                      target: int, report: CompactReport) -> None:
+                      target: int, report: CompactReport) -> bool:
+    """Compact one partition; False when its files already are what compaction would write."""
     tables = []
     for obj in files:
         with store.open(obj.key) as handle:
@@ -98,14 +118,17 @@ def compact_partition(store: ArchiveStore, partition: Partition, files: list[Sto
     merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
     merged = merged.select(schema.names).cast(schema)
     rows = merged.num_rows
-    ordered = order_rows(merged)
+    ordered = order_rows(_fullest_first(merged))
     kinesis = bool(pc.any(pc.equal(ordered.column(Col.EVENT_SOURCE), KINESIS_SOURCE)).as_py())
-    outputs = []
-    for chunk in _chunks(ordered, target):
-        key = partition.key(table_name(chunk))
+    chunks = _chunks(ordered, target)
+    outputs = [partition.key(table_name(chunk)) for chunk in chunks]
+    if set(outputs) == {obj.key for obj in files}:
+        # Already compacted: the size estimate can call for fewer files than the rows give
+        # (data that compresses better than the estimate), but these are the files a run writes.
+        return False
+    for key, chunk in zip(outputs, chunks, strict=True):
         data = write_parquet(chunk.replace_schema_metadata(schema.metadata), kinesis=kinesis)
         store.put(key, data)  # written (durably) before any input goes
-        outputs.append(key)
         report.bytes_out += len(data)
     keep = set(outputs)
     for obj in files:
@@ -118,6 +141,7 @@ def compact_partition(store: ArchiveStore, partition: Partition, files: list[Sto
     report.duplicates_dropped += rows - ordered.num_rows
     log.info("compacted", extra={"partition": partition.prefix, "files_in": len(files),
                                  "files_out": len(outputs), "rows": ordered.num_rows})
+    return True
 
 
 def compact(store: ArchiveStore, *, table: str | None = None, since_us: int | None = None,

@@ -74,8 +74,11 @@ def _check_partition(store: ArchiveStore, files: list[Any], check: TableCheck) -
                 parquet = pq.ParquetFile(handle)
                 check.schema_versions.add(check_schema_version(parquet.schema_arrow, name))
                 table = parquet.read(columns=_COLUMNS)
-        except (FormatError, pa.ArrowInvalid, OSError) as err:
+        except FormatError as err:  # its message names the file
             check.problems.append(f"unreadable: {err}")
+            continue
+        except (pa.ArrowInvalid, OSError) as err:
+            check.problems.append(f"unreadable: {name}: not a readable Parquet file ({err})")
             continue
         check.files += 1
         check.bytes += obj.size
@@ -119,6 +122,9 @@ def _check_checkpoints(store: ArchiveStore, report: VerifyReport, table: str | N
             data = orjson.loads(store.get(obj.key))
         except (orjson.JSONDecodeError, FileNotFoundError) as err:
             report.problems.append(f"{where}: unreadable checkpoint ({err})")
+            continue
+        if not isinstance(data, dict):
+            report.problems.append(f"{where}: not a poller checkpoint (not a JSON object)")
             continue
         if table is not None and f":table/{table}/stream/" not in str(data.get("stream_arn", "")):
             continue
