@@ -61,10 +61,15 @@ def apply_table(table: AthenaTable, client: Any = None) -> Literal["created", "u
     try:
         _call(glue, "get_database", table.database, Name=table.database)
     except LookupError:
-        _call(glue, "create_database", table.database, DatabaseInput={
-            "Name": table.database,
-            "Description": "DynamoDB Streams change archives (dynamodb-stream-archive)",
-        })
+        _call(
+            glue,
+            "create_database",
+            table.database,
+            DatabaseInput={
+                "Name": table.database,
+                "Description": "DynamoDB Streams change archives (dynamodb-stream-archive)",
+            },
+        )
     table_input = table.glue_table_input()
     try:
         _call(glue, "get_table", target, DatabaseName=table.database, Name=table.name)

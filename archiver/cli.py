@@ -44,19 +44,31 @@ def _parser() -> argparse.ArgumentParser:
         "ingest",
         help="archive stream records from files or stdin",
         description="Archive stream records from files (or stdin when no file or '-' is given). "
-        "A file holds a Lambda event ({\"Records\": [...]}), a JSON array of records, or JSON Lines "
+        'A file holds a Lambda event ({"Records": [...]}), a JSON array of records, or JSON Lines '
         "with one record or one event per line.",
     )
     ingest.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' reads stdin")
-    ingest.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                        "(default: $ARCHIVER_ARCHIVE_URI)")
-    ingest.add_argument("--table", metavar="NAME", help="table for records without eventSourceARN "
-                        "(default: $ARCHIVER_DEFAULT_TABLE)")
-    ingest.add_argument("--promoted-columns", metavar="SPEC",
-                        help="e.g. 'customer_id:string,amount:decimal(18,2)' "
-                        "(default: $ARCHIVER_PROMOTED_COLUMNS)")
-    ingest.add_argument("--plain-images", action="store_true", default=None,
-                        help="also store images as plain JSON (default: $ARCHIVER_PLAIN_IMAGES)")
+    ingest.add_argument(
+        "--archive",
+        metavar="URI",
+        help="s3://bucket/prefix or a folder (default: $ARCHIVER_ARCHIVE_URI)",
+    )
+    ingest.add_argument(
+        "--table",
+        metavar="NAME",
+        help="table for records without eventSourceARN (default: $ARCHIVER_DEFAULT_TABLE)",
+    )
+    ingest.add_argument(
+        "--promoted-columns",
+        metavar="SPEC",
+        help="e.g. 'customer_id:string,amount:decimal(18,2)' (default: $ARCHIVER_PROMOTED_COLUMNS)",
+    )
+    ingest.add_argument(
+        "--plain-images",
+        action="store_true",
+        default=None,
+        help="also store images as plain JSON (default: $ARCHIVER_PLAIN_IMAGES)",
+    )
     ingest.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     _athena_parser(commands)
     return parser
@@ -72,62 +84,121 @@ def _athena_parser(commands: Any) -> None:
         "matching its layout, so new partitions are queryable at once; --apply creates or "
         "updates the table through the Glue API instead.",
     )
-    athena.add_argument("--archive", metavar="URI", help="s3://bucket/prefix "
-                        "(default: $ARCHIVER_ARCHIVE_URI)")
-    athena.add_argument("--database", metavar="DB", default=DEFAULT_DATABASE,
-                        help=f"Glue database (default: {DEFAULT_DATABASE})")
-    athena.add_argument("--table", metavar="NAME", default=DEFAULT_TABLE,
-                        help=f"Athena table name (default: {DEFAULT_TABLE})")
-    athena.add_argument("--promoted-columns", metavar="SPEC",
-                        help="the promoted columns the archive is written with "
-                        "(default: $ARCHIVER_PROMOTED_COLUMNS)")
-    athena.add_argument("--table-names", choices=("enum", "injected"), default="enum",
-                        help="project table_name as an enum of the archived tables (default; "
-                        "injected when the archive is empty) or injected (every query names "
-                        "its table)")
+    athena.add_argument(
+        "--archive", metavar="URI", help="s3://bucket/prefix (default: $ARCHIVER_ARCHIVE_URI)"
+    )
+    athena.add_argument(
+        "--database",
+        metavar="DB",
+        default=DEFAULT_DATABASE,
+        help=f"Glue database (default: {DEFAULT_DATABASE})",
+    )
+    athena.add_argument(
+        "--table",
+        metavar="NAME",
+        default=DEFAULT_TABLE,
+        help=f"Athena table name (default: {DEFAULT_TABLE})",
+    )
+    athena.add_argument(
+        "--promoted-columns",
+        metavar="SPEC",
+        help="the promoted columns the archive is written with "
+        "(default: $ARCHIVER_PROMOTED_COLUMNS)",
+    )
+    athena.add_argument(
+        "--table-names",
+        choices=("enum", "injected"),
+        default="enum",
+        help="project table_name as an enum of the archived tables (default; "
+        "injected when the archive is empty) or injected (every query names "
+        "its table)",
+    )
     output = athena.add_mutually_exclusive_group()
-    output.add_argument("--apply", action="store_true",
-                        help="create or update the table through the Glue API instead of printing")
-    output.add_argument("--glue-json", action="store_true",
-                        help="print the Glue TableInput as JSON instead of the DDL")
+    output.add_argument(
+        "--apply",
+        action="store_true",
+        help="create or update the table through the Glue API instead of printing",
+    )
+    output.add_argument(
+        "--glue-json",
+        action="store_true",
+        help="print the Glue TableInput as JSON instead of the DDL",
+    )
     athena.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
     run = commands.add_parser(
-        "run", help="archive a DynamoDB stream continuously (the poller service)",
+        "run",
+        help="archive a DynamoDB stream continuously (the poller service)",
         description="Read a DynamoDB stream with the Streams API and archive it, flushing on size, count "
         "or age, checkpointing each shard after every flush. Stops cleanly on SIGTERM/SIGINT.",
     )
-    run.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                     "(default: $ARCHIVER_ARCHIVE_URI)")
+    run.add_argument(
+        "--archive",
+        metavar="URI",
+        help="s3://bucket/prefix or a folder (default: $ARCHIVER_ARCHIVE_URI)",
+    )
     source = run.add_mutually_exclusive_group()
-    source.add_argument("--stream-arn", metavar="ARN", help="the stream (default: $ARCHIVER_STREAM_ARN)")
-    source.add_argument("--table", metavar="NAME", help="read the table's latest stream "
-                        "(default: $ARCHIVER_TABLE)")
-    run.add_argument("--checkpoint", metavar="URI", help="file path or s3://bucket/key for shard positions "
-                     "(default: _checkpoints/ in the archive)")
-    run.add_argument("--flush-bytes", type=int, metavar="B", help="flush at B buffered bytes (default 64 MiB)")
-    run.add_argument("--flush-records", type=int, metavar="N", help="flush at N buffered records "
-                     "(default 100000)")
-    run.add_argument("--flush-interval", type=float, metavar="S", help="flush when the oldest buffered "
-                     "record is S seconds old (default 300)")
-    run.add_argument("--poll-interval", type=float, default=1.0, metavar="S",
-                     help="pause between polls of an idle stream (default 1)")
+    source.add_argument(
+        "--stream-arn", metavar="ARN", help="the stream (default: $ARCHIVER_STREAM_ARN)"
+    )
+    source.add_argument(
+        "--table", metavar="NAME", help="read the table's latest stream (default: $ARCHIVER_TABLE)"
+    )
+    run.add_argument(
+        "--checkpoint",
+        metavar="URI",
+        help="file path or s3://bucket/key for shard positions "
+        "(default: _checkpoints/ in the archive)",
+    )
+    run.add_argument(
+        "--flush-bytes", type=int, metavar="B", help="flush at B buffered bytes (default 64 MiB)"
+    )
+    run.add_argument(
+        "--flush-records",
+        type=int,
+        metavar="N",
+        help="flush at N buffered records (default 100000)",
+    )
+    run.add_argument(
+        "--flush-interval",
+        type=float,
+        metavar="S",
+        help="flush when the oldest buffered record is S seconds old (default 300)",
+    )
+    run.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="pause between polls of an idle stream (default 1)",
+    )
     run.add_argument("--promoted-columns", metavar="SPEC", help="as for ingest")
     run.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
     compact = commands.add_parser(
-        "compact", help="merge small files into files of about the target size",
+        "compact",
+        help="merge small files into files of about the target size",
         description="Merge each hour partition's small files into files of about --target-bytes, dropping "
         "duplicate events, in sequence order, with deterministic names. The merged files are written before "
         "the inputs are removed, so a crash leaves an archive that replays the same; rerunning finishes.",
     )
-    compact.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                         "(default: $ARCHIVER_ARCHIVE_URI)")
+    compact.add_argument(
+        "--archive",
+        metavar="URI",
+        help="s3://bucket/prefix or a folder (default: $ARCHIVER_ARCHIVE_URI)",
+    )
     compact.add_argument("--table", metavar="NAME", help="only this table (default: every table)")
-    compact.add_argument("--since", metavar="TIME", help="first hour to compact (ISO-8601 or epoch seconds)")
+    compact.add_argument(
+        "--since", metavar="TIME", help="first hour to compact (ISO-8601 or epoch seconds)"
+    )
     compact.add_argument("--until", metavar="TIME", help="last hour to compact")
-    compact.add_argument("--target-bytes", type=int, default=128 * 1024 * 1024, metavar="B",
-                         help="about how large each file should be (default 128 MiB)")
+    compact.add_argument(
+        "--target-bytes",
+        type=int,
+        default=128 * 1024 * 1024,
+        metavar="B",
+        help="about how large each file should be (default 128 MiB)",
+    )
     compact.add_argument("--promoted-columns", metavar="SPEC", help=argparse.SUPPRESS)
     compact.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -144,11 +215,16 @@ def _settings(args: argparse.Namespace) -> Any:
         "plain_images": getattr(args, "plain_images", None),
     }
     if args.command == "run":
-        overrides.update({
-            "stream_arn": args.stream_arn, "table": args.table, "checkpoint_uri": args.checkpoint,
-            "flush_bytes": args.flush_bytes, "flush_records": args.flush_records,
-            "flush_interval": args.flush_interval,
-        })
+        overrides.update(
+            {
+                "stream_arn": args.stream_arn,
+                "table": args.table,
+                "checkpoint_uri": args.checkpoint,
+                "flush_bytes": args.flush_bytes,
+                "flush_records": args.flush_records,
+                "flush_interval": args.flush_interval,
+            }
+        )
     try:
         return ArchiverSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
@@ -190,10 +266,14 @@ def _records_of(document: Any, where: str) -> list[Any]:
             return list(document["Records"])
         if "eventName" in document or "dynamodb" in document or "kinesis" in document:
             return [document]
-        raise InputError(f"{where}: a JSON object that is neither a Lambda event nor a stream record "
-                         f"(keys {sorted(document)[:5]})")
-    raise InputError(f"{where}: expected a Lambda event, a record or a list of records, "
-                     f"got {type(document).__name__}")
+        raise InputError(
+            f"{where}: a JSON object that is neither a Lambda event nor a stream record "
+            f"(keys {sorted(document)[:5]})"
+        )
+    raise InputError(
+        f"{where}: expected a Lambda event, a record or a list of records, "
+        f"got {type(document).__name__}"
+    )
 
 
 def _read(name: str, stdin: IO[bytes]) -> bytes:
@@ -212,7 +292,7 @@ def _read(name: str, stdin: IO[bytes]) -> bytes:
 
 def _chunks(records: list[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(records), CHUNK):
-        yield records[start:start + CHUNK]
+        yield records[start : start + CHUNK]
 
 
 def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
@@ -250,7 +330,11 @@ def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     print(
         f"archived {totals['archived']} of {totals['records']} records into {totals['files']} objects "
         f"({totals['bytes']:,} bytes) at {store.uri}"
-        + (f"; {totals['dead_lettered']} dead-lettered under _errors/" if totals["dead_lettered"] else "")
+        + (
+            f"; {totals['dead_lettered']} dead-lettered under _errors/"
+            if totals["dead_lettered"]
+            else ""
+        )
         + (f"; {totals['failed']} NOT written" if totals["failed"] else "")
         + (f"; {bad_files} file(s) skipped" if bad_files else ""),
         file=sys.stderr,
@@ -277,8 +361,13 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
             raise UsageError(f"{flag}: {err}") from None
     settings = _settings(args)
     try:
-        table = athena_table(settings.archive_uri, database=args.database, name=args.table,
-                             promoted=settings.promoted, first_day="1970-01-01")
+        table = athena_table(
+            settings.archive_uri,
+            database=args.database,
+            name=args.table,
+            promoted=settings.promoted,
+            first_day="1970-01-01",
+        )
     except InvalidNameError as err:
         raise UsageError(f"--archive (or ARCHIVER_ARCHIVE_URI): {err}") from None
     tables, first_day = archive_extent(store_for(settings.archive_uri))
@@ -300,8 +389,11 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
 
     outcome = apply_table(table)
     projection = f"enum of {len(table.table_names)} table(s)" if table.table_names else "injected"
-    print(f"{outcome} Glue table {table.database}.{table.name} over {table.location} "
-          f"(table_name {projection}; dt from {table.first_day})", file=sys.stderr)
+    print(
+        f"{outcome} Glue table {table.database}.{table.name} over {table.location} "
+        f"(table_name {projection}; dt from {table.first_day})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -322,11 +414,15 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     except ValueError as err:
         raise UsageError(f"--since/--until: {err}") from None
     store = store_for(settings.archive_uri, settings.sse_arguments)
-    report = run_compaction(store, table=args.table, since_us=since, until_us=until,
-                            target_bytes=args.target_bytes)
-    print(f"compacted {report.partitions_compacted} of {report.partitions_seen} partitions: "
-          f"{report.files_in} files ({report.bytes_in:,} bytes) into {report.files_out} "
-          f"({report.bytes_out:,} bytes), {report.duplicates_dropped} duplicates dropped", file=sys.stderr)
+    report = run_compaction(
+        store, table=args.table, since_us=since, until_us=until, target_bytes=args.target_bytes
+    )
+    print(
+        f"compacted {report.partitions_compacted} of {report.partitions_seen} partitions: "
+        f"{report.files_in} files ({report.bytes_in:,} bytes) into {report.files_out} "
+        f"({report.bytes_out:,} bytes), {report.duplicates_dropped} duplicates dropped",
+        file=sys.stderr,
+    )
     for error in report.errors:
         print(f"archiver: error: {error}", file=sys.stderr)
     return 1 if report.errors else 0

@@ -35,8 +35,15 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET = 128 * 1024 * 1024
 # zstd shrinks the archive's JSON columns about fourfold; the estimate only sets chunk sizes.
 _COMPRESSION_RATIO = 4.0
-_SIZED_COLUMNS = (Col.KEYS, Col.NEW_IMAGE, Col.OLD_IMAGE, Col.ENVELOPE, Col.NEW_IMAGE_PLAIN,
-                  Col.OLD_IMAGE_PLAIN, Col.KEYS_PLAIN)
+_SIZED_COLUMNS = (
+    Col.KEYS,
+    Col.NEW_IMAGE,
+    Col.OLD_IMAGE,
+    Col.ENVELOPE,
+    Col.NEW_IMAGE_PLAIN,
+    Col.OLD_IMAGE_PLAIN,
+    Col.KEYS_PLAIN,
+)
 
 
 @dataclass
@@ -65,7 +72,10 @@ def _merged_schema(tables: list[pa.Table]) -> pa.Schema:
         for part in filter(None, spec.split(",")) if spec else ():
             if part not in specs:
                 specs.append(part)
-    metadata = {METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(), METADATA_PROMOTED: ",".join(specs).encode()}
+    metadata = {
+        METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(),
+        METADATA_PROMOTED: ",".join(specs).encode(),
+    }
     return schema.with_metadata(metadata)
 
 
@@ -107,15 +117,22 @@ def _fullest_first(table: pa.Table) -> pa.Table:
     return table.take(pc.sort_indices(nulls))  # stable: ties keep their order
 
 
-def compact_partition(store: ArchiveStore, partition: Partition, files: list[StoredObject],
-                      target: int, report: CompactReport) -> bool:
+def compact_partition(
+    store: ArchiveStore,
+    partition: Partition,
+    files: list[StoredObject],
+    target: int,
+    report: CompactReport,
+) -> bool:
     """Compact one partition; False when its files already are what compaction would write."""
     tables = []
     for obj in files:
         with store.open(obj.key) as handle:
             tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}"))
     schema = _merged_schema(tables)
-    merged = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+    merged = pa.concat_tables(
+        [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
+    )
     merged = merged.select(schema.names).cast(schema)
     rows = merged.num_rows
     ordered = order_rows(_fullest_first(merged))
@@ -139,14 +156,27 @@ def compact_partition(store: ArchiveStore, partition: Partition, files: list[Sto
     report.files_out += len(outputs)
     report.bytes_in += sum(f.size for f in files)
     report.duplicates_dropped += rows - ordered.num_rows
-    log.info("compacted", extra={"partition": partition.prefix, "files_in": len(files),
-                                 "files_out": len(outputs), "rows": ordered.num_rows})
+    log.info(
+        "compacted",
+        extra={
+            "partition": partition.prefix,
+            "files_in": len(files),
+            "files_out": len(outputs),
+            "rows": ordered.num_rows,
+        },
+    )
     return True
 
 
-def compact(store: ArchiveStore, *, table: str | None = None, since_us: int | None = None,
-            until_us: int | None = None, target_bytes: int = DEFAULT_TARGET,
-            on_partition: Callable[[Partition], None] | None = None) -> CompactReport:
+def compact(
+    store: ArchiveStore,
+    *,
+    table: str | None = None,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    target_bytes: int = DEFAULT_TARGET,
+    on_partition: Callable[[Partition], None] | None = None,
+) -> CompactReport:
     """Compact every partition of ``table`` (or of every table) in the window.
 
     A partition that cannot be read (a foreign or newer file) is reported in

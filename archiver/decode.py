@@ -82,7 +82,9 @@ def item_identifier(raw: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def decode_record(raw: Any, default_table: str | None = None, shard_id: str | None = None) -> ChangeRecord:
+def decode_record(
+    raw: Any, default_table: str | None = None, shard_id: str | None = None
+) -> ChangeRecord:
     """Decode and validate one record of a Lambda event.
 
     Parameters
@@ -107,7 +109,9 @@ def decode_record(raw: Any, default_table: str | None = None, shard_id: str | No
     return _decode_dynamodb(raw, default_table, shard_id)
 
 
-def _decode_dynamodb(raw: dict[str, Any], default_table: str | None, shard_id: str | None) -> ChangeRecord:
+def _decode_dynamodb(
+    raw: dict[str, Any], default_table: str | None, shard_id: str | None
+) -> ChangeRecord:
     event_id = raw.get("eventID")
     ddb = raw.get("dynamodb")
     sequence = ddb.get("SequenceNumber") if isinstance(ddb, dict) else None
@@ -122,12 +126,25 @@ def _decode_dynamodb(raw: dict[str, Any], default_table: str | None, shard_id: s
         raise RecordError("dynamodb.SequenceNumber must be a string of digits", where)
     if table is None:
         arn = raw.get("eventSourceARN")
-        reason = (f"eventSourceARN {arn!r} is not a DynamoDB stream ARN" if arn is not None
-                  else "no eventSourceARN and no default table to file it under")
+        reason = (
+            f"eventSourceARN {arn!r} is not a DynamoDB stream ARN"
+            if arn is not None
+            else "no eventSourceARN and no default table to file it under"
+        )
         raise RecordError(reason, where)
     change_us = _seconds_to_us(ddb.get("ApproximateCreationDateTime"), where)
-    return _change(raw, ddb, table, DYNAMODB_SOURCE, sequence, change_us, where,
-                   envelope=_envelope(raw, ddb), stream_arn=raw.get("eventSourceARN"), shard_id=shard_id)
+    return _change(
+        raw,
+        ddb,
+        table,
+        DYNAMODB_SOURCE,
+        sequence,
+        change_us,
+        where,
+        envelope=_envelope(raw, ddb),
+        stream_arn=raw.get("eventSourceARN"),
+        shard_id=shard_id,
+    )
 
 
 def _decode_kinesis(raw: dict[str, Any]) -> ChangeRecord:
@@ -160,14 +177,24 @@ def _decode_kinesis(raw: dict[str, Any]) -> ChangeRecord:
     stamp = ddb.get("ApproximateCreationDateTime")
     if type(stamp) is not int:
         raise RecordError(
-            f"dynamodb.ApproximateCreationDateTime must be an integer of {precision.lower()}s", where
+            f"dynamodb.ApproximateCreationDateTime must be an integer of {precision.lower()}s",
+            where,
         )
     change_us = stamp * _PRECISION[precision]
     _check_time(change_us, where)
     envelope = dict(raw)
     envelope["kinesis"] = dict(kinesis, data=_envelope(change, ddb))
-    return _change(change, ddb, table, KINESIS_SOURCE, sequence, change_us, where,
-                   envelope=envelope, stream_arn=raw.get("eventSourceARN"))
+    return _change(
+        change,
+        ddb,
+        table,
+        KINESIS_SOURCE,
+        sequence,
+        change_us,
+        where,
+        envelope=envelope,
+        stream_arn=raw.get("eventSourceARN"),
+    )
 
 
 def _envelope(record: dict[str, Any], ddb: dict[str, Any]) -> dict[str, Any]:
@@ -266,11 +293,15 @@ def _seconds_to_us(value: Any, where: str) -> int:
     elif type(value) is float and math.isfinite(value):
         change_us = round(value * 1_000_000)
     else:
-        raise RecordError("dynamodb.ApproximateCreationDateTime must be epoch seconds (a number)", where)
+        raise RecordError(
+            "dynamodb.ApproximateCreationDateTime must be epoch seconds (a number)", where
+        )
     _check_time(change_us, where)
     return change_us
 
 
 def _check_time(change_us: int, where: str) -> None:
     if not _MIN_US <= change_us < _MAX_US:
-        raise RecordError("dynamodb.ApproximateCreationDateTime is not a plausible change time", where)
+        raise RecordError(
+            "dynamodb.ApproximateCreationDateTime is not a plausible change time", where
+        )

@@ -45,7 +45,8 @@ def _setup() -> tuple[ArchiveStore, ArchiveOptions, str | None]:
         settings = ArchiverSettings()  # type: ignore[call-arg]  # filled from the environment
     except ValidationError as err:
         problems = "; ".join(
-            f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}" for e in err.errors()
+            f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in err.errors()
         )
         raise RuntimeError(f"invalid archiver configuration: {problems}") from None
     configure(settings.log_level, json=True)
@@ -122,8 +123,13 @@ def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
     return {"batchItemFailures": failures}
 
 
-def _emit_metrics(report: ArchiveReport, write_latency_ms: float, namespace: str, context: Any,
-                  request_id: str | None) -> None:
+def _emit_metrics(
+    report: ArchiveReport,
+    write_latency_ms: float,
+    namespace: str,
+    context: Any,
+    request_id: str | None,
+) -> None:
     """One EMF line on stdout, where Lambda's log capture hands it to CloudWatch."""
     function = getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
     line = emf_line(

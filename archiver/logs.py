@@ -43,7 +43,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        text = f"{record.levelname.lower()}: {record.getMessage()}" + (f" {fields}" if fields else "")
+        text = f"{record.levelname.lower()}: {record.getMessage()}" + (
+            f" {fields}" if fields else ""
+        )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

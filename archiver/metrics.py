@@ -31,13 +31,37 @@ __all__ = ["DEFAULT_NAMESPACE", "UNITS", "Metric", "emf_document", "emf_line", "
 DEFAULT_NAMESPACE = "DynamoDBStreamArchive"
 MAX_METRICS = 100  # per MetricDirective, by the specification
 # CloudWatch's units (MetricDatum.Unit).
-UNITS = frozenset({
-    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
-    "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
-    "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second",
-    "Bits/Second", "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second",
-    "Count/Second", "None",
-})
+UNITS = frozenset(
+    {
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +87,11 @@ def invocation_metrics(
     if report.oldest_change_us is not None:
         # How far behind the stream this batch is: now minus its oldest change (never negative,
         # whatever the clocks say).
-        metrics.append(Metric("IteratorAgeMs", "Milliseconds",
-                              max(0, now_ms - report.oldest_change_us // 1000)))
+        metrics.append(
+            Metric(
+                "IteratorAgeMs", "Milliseconds", max(0, now_ms - report.oldest_change_us // 1000)
+            )
+        )
     return metrics
 
 
@@ -92,11 +119,13 @@ def emf_document(
     document.update({m.name: m.value for m in metrics})
     document["_aws"] = {
         "Timestamp": int(timestamp_ms),
-        "CloudWatchMetrics": [{
-            "Namespace": namespace,
-            "Dimensions": [sorted(dims)],
-            "Metrics": [{"Name": m.name, "Unit": m.unit} for m in metrics],
-        }],
+        "CloudWatchMetrics": [
+            {
+                "Namespace": namespace,
+                "Dimensions": [sorted(dims)],
+                "Metrics": [{"Name": m.name, "Unit": m.unit} for m in metrics],
+            }
+        ],
     }
     return document
 
@@ -113,6 +142,11 @@ def emf_line(
     """One invocation's EMF line (no newline), timestamped by ``clock`` (epoch seconds)."""
     now_ms = int(clock() * 1000)
     metrics = invocation_metrics(report, write_latency_ms=write_latency_ms, now_ms=now_ms)
-    document = emf_document(metrics, namespace=namespace, dimensions=dimensions,
-                            timestamp_ms=now_ms, properties=properties)
+    document = emf_document(
+        metrics,
+        namespace=namespace,
+        dimensions=dimensions,
+        timestamp_ms=now_ms,
+        properties=properties,
+    )
     return orjson.dumps(document).decode()

@@ -64,17 +64,31 @@ class ShardCheckpoints:
         except FileNotFoundError:
             return cls(store, key, stream_arn)
         if data.get("stream_arn") != stream_arn:
-            raise ValueError(f"checkpoint {key} belongs to stream {data.get('stream_arn')}, not {stream_arn}")
-        return cls(store, key, stream_arn, dict(data.get("positions", {})), set(data.get("finished", [])),
-                   list(data.get("gaps", [])))
+            raise ValueError(
+                f"checkpoint {key} belongs to stream {data.get('stream_arn')}, not {stream_arn}"
+            )
+        return cls(
+            store,
+            key,
+            stream_arn,
+            dict(data.get("positions", {})),
+            set(data.get("finished", [])),
+            list(data.get("gaps", [])),
+        )
 
     def save(self) -> None:
-        self.store.put(self.key, orjson.dumps({
-            "stream_arn": self.stream_arn,
-            "positions": dict(sorted(self.positions.items())),
-            "finished": sorted(self.finished),
-            "gaps": self.gaps,
-        }, option=orjson.OPT_INDENT_2))
+        self.store.put(
+            self.key,
+            orjson.dumps(
+                {
+                    "stream_arn": self.stream_arn,
+                    "positions": dict(sorted(self.positions.items())),
+                    "finished": sorted(self.finished),
+                    "gaps": self.gaps,
+                },
+                option=orjson.OPT_INDENT_2,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,9 @@ class _ShardState:
     shard: Shard
     iterator: str | None = None
     read_through: str | None = None  # last sequence number read into the buffer
-    open_gap: dict[str, Any] | None = None  # a gap whose end (where reading resumed) is not known yet
+    open_gap: dict[str, Any] | None = (
+        None  # a gap whose end (where reading resumed) is not known yet
+    )
     idle_until: float = 0.0
     backoff: float = 0.0
 
@@ -99,12 +115,22 @@ class _ShardState:
 class Poller:
     """Archives one stream until stopped (SIGTERM/SIGINT or ``stop()``)."""
 
-    def __init__(self, source: StreamSource, store: ArchiveStore, checkpoints: ShardCheckpoints,
-                 options: ArchiveOptions = ArchiveOptions(), policy: FlushPolicy = FlushPolicy(), *,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] | None = None, poll_interval: float = 1.0,
-                 discover_interval: float = 60.0, status_interval: float = 60.0,
-                 on_flush: Callable[[ArchiveReport, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: StreamSource,
+        store: ArchiveStore,
+        checkpoints: ShardCheckpoints,
+        options: ArchiveOptions = ArchiveOptions(),
+        policy: FlushPolicy = FlushPolicy(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
+        poll_interval: float = 1.0,
+        discover_interval: float = 60.0,
+        status_interval: float = 60.0,
+        on_flush: Callable[[ArchiveReport, float], None] | None = None,
+    ) -> None:
         self.source = source
         self.store = store
         self.checkpoints = checkpoints
@@ -176,8 +202,14 @@ class Poller:
         for shard in ready_shards(shards, done):
             if shard.shard_id not in self.shards:
                 self.shards[shard.shard_id] = _ShardState(shard)
-                log.info("reading shard", extra={"shard": shard.shard_id, "parent": shard.parent_id,
-                                                 "closed": shard.closed})
+                log.info(
+                    "reading shard",
+                    extra={
+                        "shard": shard.shard_id,
+                        "parent": shard.parent_id,
+                        "closed": shard.closed,
+                    },
+                )
         for state in self.shards.values():  # a shard may have closed since we saw it
             for shard in shards:
                 if shard.shard_id == state.shard.shard_id:
@@ -187,13 +219,13 @@ class Poller:
             if shard_id not in listed and shard_id not in done and shard_id not in self.shards:
                 # Aged out of the stream before we finished it: whatever followed is gone.
                 orphan = _ShardState(Shard(shard_id, None, None, None))
-                self._gap(orphan, position, "the shard aged out of the stream before it was finished")
+                self._gap(
+                    orphan, position, "the shard aged out of the stream before it was finished"
+                )
                 orphan.open_gap = None
                 self.pending_finished.add(shard_id)
         unfinished = [s for s in shards if s.shard_id not in done]
-        if status == "DISABLED" and not unfinished and not self.shards:
-            return False
-        return True
+        return not (status == "DISABLED" and not unfinished and not self.shards)
 
     def _open(self, state: _ShardState) -> None:
         shard_id = state.shard.shard_id
@@ -205,12 +237,23 @@ class Poller:
         state.iterator = iterator
 
     def _gap(self, state: _ShardState, after: str | None, reason: str) -> None:
-        gap: dict[str, Any] = {"shard": state.shard.shard_id, "after_sequence": after, "reason": reason,
-                               "detected_at": round(self.wall(), 3), "resumed_at_sequence": None}
+        gap: dict[str, Any] = {
+            "shard": state.shard.shard_id,
+            "after_sequence": after,
+            "reason": reason,
+            "detected_at": round(self.wall(), 3),
+            "resumed_at_sequence": None,
+        }
         self.checkpoints.gaps.append(gap)
         state.open_gap = gap  # the first record read after it says where the loss ends
-        log.error("DATA LOST: records of shard %s after sequence %s are older than the stream's "
-                  "retention and cannot be archived (%s)", state.shard.shard_id, after, reason, extra=gap)
+        log.error(
+            "DATA LOST: records of shard %s after sequence %s are older than the stream's "
+            "retention and cannot be archived (%s)",
+            state.shard.shard_id,
+            after,
+            reason,
+            extra=gap,
+        )
 
     def poll_once(self) -> bool:
         """One GetRecords call on every readable shard; True if any records arrived."""
@@ -239,7 +282,9 @@ class Poller:
             if page.records:
                 got = True
                 if state.open_gap is not None:
-                    state.open_gap["resumed_at_sequence"] = page.records[0]["dynamodb"]["SequenceNumber"]
+                    state.open_gap["resumed_at_sequence"] = page.records[0]["dynamodb"][
+                        "SequenceNumber"
+                    ]
                     state.open_gap = None
                 self._buffer(shard_id, page.records)
                 state.read_through = page.records[-1]["dynamodb"]["SequenceNumber"]
@@ -257,7 +302,9 @@ class Poller:
             log.info("iterator expired, reopening", extra={"shard": shard_id})
             state.iterator = None
         elif page.event is StreamEvent.TRIMMED:
-            self._gap(state, state.read_through or self.checkpoints.positions.get(shard_id), page.detail)
+            self._gap(
+                state, state.read_through or self.checkpoints.positions.get(shard_id), page.detail
+            )
             state.iterator = self.source.iterator(shard_id, None)
         else:
             state.backoff = min(30.0, max(0.5, state.backoff * 2))
@@ -275,14 +322,21 @@ class Poller:
             self.buffer_bytes += int(record["dynamodb"].get("SizeBytes") or 0) + 200
             stamp = record["dynamodb"].get("ApproximateCreationDateTime")
             if isinstance(stamp, int | float):
-                self.newest_change[shard_id] = max(self.newest_change.get(shard_id, 0.0), float(stamp))
+                self.newest_change[shard_id] = max(
+                    self.newest_change.get(shard_id, 0.0), float(stamp)
+                )
 
     def should_flush(self) -> bool:
         if not self.buffer:
             return bool(self.pending_finished)
         policy = self.policy
-        return (len(self.buffer) >= policy.max_records or self.buffer_bytes >= policy.max_bytes
-                or (self.buffer_since is not None and self.clock() - self.buffer_since >= policy.max_age))
+        return (
+            len(self.buffer) >= policy.max_records
+            or self.buffer_bytes >= policy.max_bytes
+            or (
+                self.buffer_since is not None and self.clock() - self.buffer_since >= policy.max_age
+            )
+        )
 
     def flush(self) -> None:
         """Write the buffer, then checkpoint what it covered. A failed write keeps the buffer."""
@@ -290,18 +344,29 @@ class Poller:
         finished = set(self.pending_finished)
         if self.buffer:
             started = self.clock()
-            options = ArchiveOptions(self.options.promoted, self.options.plain_images,
-                                     self.options.default_table)
+            options = ArchiveOptions(
+                self.options.promoted, self.options.plain_images, self.options.default_table
+            )
             report = archive_records(self.buffer, self.store, options, shard_ids=self.buffer_shards)
             if report.failed_positions:
-                log.error("flush failed; keeping %d records buffered: %s", len(self.buffer),
-                          "; ".join(report.errors[:3]))
+                log.error(
+                    "flush failed; keeping %d records buffered: %s",
+                    len(self.buffer),
+                    "; ".join(report.errors[:3]),
+                )
                 return
             elapsed = self.clock() - started
             self.archived += len(self.buffer)
-            log.info("flushed", extra={"records": len(self.buffer), "files": len(report.files),
-                                       "bytes": report.bytes_written, "dead_lettered": report.dead_lettered,
-                                       "seconds": round(elapsed, 3)})
+            log.info(
+                "flushed",
+                extra={
+                    "records": len(self.buffer),
+                    "files": len(report.files),
+                    "bytes": report.bytes_written,
+                    "dead_lettered": report.dead_lettered,
+                    "seconds": round(elapsed, 3),
+                },
+            )
             if self.on_flush is not None:
                 self.on_flush(report, elapsed)
         if not self.buffer and not finished:
@@ -313,7 +378,9 @@ class Poller:
         try:
             self.checkpoints.save()
         except StoreError as err:
-            log.error("checkpoint write failed (the data is archived; a restart re-reads it): %s", err)
+            log.error(
+                "checkpoint write failed (the data is archived; a restart re-reads it): %s", err
+            )
         self.pending_finished -= finished
         self.buffer, self.buffer_shards, self.buffer_bytes, self.buffer_since = [], [], 0, None
 
@@ -323,7 +390,14 @@ class Poller:
             return
         rate = (self.archived - self._status_count) / max(now - self._last_status, 1e-9)
         lag = {sid: round(self.wall() - t, 1) for sid, t in self.newest_change.items()}
-        log.info("status", extra={"records_per_s": round(rate, 1), "shards": len(self.shards),
-                                  "buffered": len(self.buffer), "lag_s": lag})
+        log.info(
+            "status",
+            extra={
+                "records_per_s": round(rate, 1),
+                "shards": len(self.shards),
+                "buffered": len(self.buffer),
+                "lag_s": lag,
+            },
+        )
         self._last_status = now
         self._status_count = self.archived

@@ -9,7 +9,6 @@ retry policy for S3. SDK errors are translated here, once.
 from __future__ import annotations
 
 import builtins
-
 import io
 from collections.abc import Iterator
 from typing import IO, Any
@@ -19,9 +18,19 @@ from archiver.archive.store import StoredObject, check_key, split_s3_uri
 
 __all__ = ["S3Store"]
 
-_DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-           "NoSuchBucket", "ExpiredToken", "InvalidToken", "KMS.DisabledException",
-           "KMS.NotFoundException", "KMS.AccessDeniedException", "AccessDeniedException"}
+_DENIED = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "ExpiredToken",
+    "InvalidToken",
+    "KMS.DisabledException",
+    "KMS.NotFoundException",
+    "KMS.AccessDeniedException",
+    "AccessDeniedException",
+}
 
 
 class S3Store:
@@ -36,7 +45,8 @@ class S3Store:
             from botocore.config import Config
 
             client = boto3.session.Session().client(
-                "s3", config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
+                "s3",
+                config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30),
             )
         self.client = client
 
@@ -53,7 +63,9 @@ class S3Store:
             code = err.response.get("Error", {}).get("Code", "")
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in _DENIED or status in (401, 403):
-                return StoreAccessDenied(f"{action} {target}: {code or status} (bucket {self.bucket})")
+                return StoreAccessDenied(
+                    f"{action} {target}: {code or status} (bucket {self.bucket})"
+                )
             return StoreUnavailable(f"{action} {target}: {code or status}")
         return StoreUnavailable(f"{action} {target}: {err}")
 
@@ -88,9 +100,13 @@ class S3Store:
         found: builtins.list[StoredObject] = []
         token: dict[str, str] = {}
         while True:
-            page = self._call("list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full, **token)
-            found += [StoredObject(item["Key"][len(self.prefix):], int(item["Size"]))
-                      for item in page.get("Contents", [])]
+            page = self._call(
+                "list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full, **token
+            )
+            found += [
+                StoredObject(item["Key"][len(self.prefix) :], int(item["Size"]))
+                for item in page.get("Contents", [])
+            ]
             if not page.get("IsTruncated"):
                 break
             token = {"ContinuationToken": page["NextContinuationToken"]}
@@ -103,9 +119,16 @@ class S3Store:
         names: builtins.list[str] = []
         token: dict[str, str] = {}
         while True:
-            page = self._call("list", full, "list_objects_v2", Bucket=self.bucket, Prefix=full,
-                              Delimiter="/", **token)
-            names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            page = self._call(
+                "list",
+                full,
+                "list_objects_v2",
+                Bucket=self.bucket,
+                Prefix=full,
+                Delimiter="/",
+                **token,
+            )
+            names += [p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
             if not page.get("IsTruncated"):
                 return sorted(names)
             token = {"ContinuationToken": page["NextContinuationToken"]}

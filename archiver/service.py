@@ -40,13 +40,16 @@ def _stream_arn(settings: ArchiverSettings) -> str:
         raise ServiceError(f"cannot describe table {settings.table}: {code}") from err
     arn = table.get("LatestStreamArn")
     if not arn or not table.get("StreamSpecification", {}).get("StreamEnabled", False):
-        raise ServiceError(f"table {settings.table} has no enabled stream; enable one with a view type "
-                           "such as NEW_AND_OLD_IMAGES")
+        raise ServiceError(
+            f"table {settings.table} has no enabled stream; enable one with a view type "
+            "such as NEW_AND_OLD_IMAGES"
+        )
     return str(arn)
 
 
-def _checkpoint_location(settings: ArchiverSettings, archive: ArchiveStore, stream_arn: str
-                         ) -> tuple[ArchiveStore, str]:
+def _checkpoint_location(
+    settings: ArchiverSettings, archive: ArchiveStore, stream_arn: str
+) -> tuple[ArchiveStore, str]:
     if not settings.checkpoint_uri:
         return archive, checkpoint_key(stream_arn)
     uri = settings.checkpoint_uri
@@ -60,8 +63,13 @@ def _checkpoint_location(settings: ArchiverSettings, archive: ArchiveStore, stre
     return open_store(folder), name
 
 
-def run_service(settings: ArchiverSettings, *, poll_interval: float = 1.0, json_logs: bool | None = None,
-                client: Any = None) -> int:
+def run_service(
+    settings: ArchiverSettings,
+    *,
+    poll_interval: float = 1.0,
+    json_logs: bool | None = None,
+    client: Any = None,
+) -> int:
     """Run the poller with these settings; returns the exit status (0 after a clean stop)."""
     from archiver.logs import configure
     from archiver.metrics import emf_line
@@ -85,29 +93,45 @@ def run_service(settings: ArchiverSettings, *, poll_interval: float = 1.0, json_
 
     def metrics(report: ArchiveReport, seconds: float) -> None:
         if settings.metrics:
-            line = emf_line(report, write_latency_ms=seconds * 1000, namespace=settings.metrics_namespace,
-                            dimensions={"Stream": stream_arn.split("/stream/")[0].rsplit("/", 1)[-1]},
-                            clock=time.time)
+            line = emf_line(
+                report,
+                write_latency_ms=seconds * 1000,
+                namespace=settings.metrics_namespace,
+                dimensions={"Stream": stream_arn.split("/stream/")[0].rsplit("/", 1)[-1]},
+                clock=time.time,
+            )
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
     poller = Poller(
-        StreamSource(client, stream_arn), store, checkpoints,
+        StreamSource(client, stream_arn),
+        store,
+        checkpoints,
         ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table),
         FlushPolicy(settings.flush_bytes, settings.flush_records, settings.flush_interval),
-        poll_interval=poll_interval, on_flush=metrics,
+        poll_interval=poll_interval,
+        on_flush=metrics,
     )
     poller.install_signal_handlers()
-    log.info("archiving stream", extra={"stream_arn": stream_arn, "archive": store.uri,
-                                        "checkpoint": f"{checkpoint_store.uri}/{key}"})
+    log.info(
+        "archiving stream",
+        extra={
+            "stream_arn": stream_arn,
+            "archive": store.uri,
+            "checkpoint": f"{checkpoint_store.uri}/{key}",
+        },
+    )
     try:
         poller.run()
     except StreamGone as err:
         log.error("%s", err)
         return 1
     if poller.buffer:  # the last flush failed: nothing of it is checkpointed
-        log.error("stopped with %d records read but not archived; they are not checkpointed and "
-                  "will be read again on restart", len(poller.buffer))
+        log.error(
+            "stopped with %d records read but not archived; they are not checkpointed and "
+            "will be read again on restart",
+            len(poller.buffer),
+        )
         return 1
     log.info("stopped", extra={"archived": poller.archived})
     return 0

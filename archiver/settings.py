@@ -47,7 +47,8 @@ class ArchiverSettings(BaseSettings):
         "`eventSourceARN` (records from GetRecords dumps).",
     )
     stream_arn: str | None = Field(
-        default=None, description="`archiver run`: the DynamoDB stream to read (or give `ARCHIVER_TABLE`)."
+        default=None,
+        description="`archiver run`: the DynamoDB stream to read (or give `ARCHIVER_TABLE`).",
     )
     table: str | None = Field(
         default=None, description="`archiver run`: the table whose latest stream to read."
@@ -58,14 +59,20 @@ class ArchiverSettings(BaseSettings):
         "(default: `_checkpoints/` inside the archive).",
     )
     flush_bytes: int = Field(
-        default=64 * 1024 * 1024, gt=0, description="`archiver run`: flush when this many bytes are buffered."
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="`archiver run`: flush when this many bytes are buffered.",
     )
     flush_records: int = Field(
-        default=100_000, gt=0, description="`archiver run`: flush when this many records are buffered."
+        default=100_000,
+        gt=0,
+        description="`archiver run`: flush when this many records are buffered.",
     )
     flush_interval: float = Field(
-        default=300.0, gt=0, description="`archiver run`: flush when the oldest buffered record is this "
-        "many seconds old, also when the stream is idle."
+        default=300.0,
+        gt=0,
+        description="`archiver run`: flush when the oldest buffered record is this "
+        "many seconds old, also when the stream is idle.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level; item data is never logged at INFO."
@@ -77,7 +84,9 @@ class ArchiverSettings(BaseSettings):
         "write latency; iterator age).",
     )
     metrics_namespace: str = Field(
-        default=DEFAULT_NAMESPACE, min_length=1, max_length=255,
+        default=DEFAULT_NAMESPACE,
+        min_length=1,
+        max_length=255,
         description="CloudWatch namespace of those metrics.",
     )
 

@@ -17,7 +17,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Page", "Shard", "StreamBusy", "StreamEvent", "StreamGone", "StreamSource", "to_lambda_record"]
+__all__ = [
+    "Page",
+    "Shard",
+    "StreamBusy",
+    "StreamEvent",
+    "StreamGone",
+    "StreamSource",
+    "to_lambda_record",
+]
 
 
 class StreamEvent(StrEnum):
@@ -55,8 +63,12 @@ class Page:
     detail: str = ""
 
 
-_THROTTLED = {"LimitExceededException", "ProvisionedThroughputExceededException", "ThrottlingException",
-              "RequestLimitExceeded"}
+_THROTTLED = {
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+}
 _UNAVAILABLE = {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
 
 
@@ -103,7 +115,9 @@ class StreamSource:
         """Raise StreamBusy for throttling and transient failures (retried by the poller)."""
         code = self._code(err)
         # A botocore error without a response is a connection failure, also transient.
-        connection = type(err).__module__.startswith(("botocore", "urllib3")) and not hasattr(err, "response")
+        connection = type(err).__module__.startswith(("botocore", "urllib3")) and not hasattr(
+            err, "response"
+        )
         if code in _THROTTLED or code in _UNAVAILABLE or connection:
             raise StreamBusy(f"{call}: {code}") from err
 
@@ -114,7 +128,9 @@ class StreamSource:
         status = "ENABLED"
         while True:
             try:
-                description = self.client.describe_stream(StreamArn=self.stream_arn, **start)["StreamDescription"]
+                description = self.client.describe_stream(StreamArn=self.stream_arn, **start)[
+                    "StreamDescription"
+                ]
             except Exception as err:
                 if self._code(err) == "ResourceNotFoundException":
                     raise StreamGone(f"stream {self.stream_arn} does not exist") from err
@@ -123,8 +139,14 @@ class StreamSource:
             status = description.get("StreamStatus", status)
             for raw in description.get("Shards", []):
                 span = raw.get("SequenceNumberRange", {})
-                shards.append(Shard(raw["ShardId"], raw.get("ParentShardId"),
-                                    span.get("StartingSequenceNumber"), span.get("EndingSequenceNumber")))
+                shards.append(
+                    Shard(
+                        raw["ShardId"],
+                        raw.get("ParentShardId"),
+                        span.get("StartingSequenceNumber"),
+                        span.get("EndingSequenceNumber"),
+                    )
+                )
             last = description.get("LastEvaluatedShardId")
             if not last:
                 return status, shards

@@ -98,28 +98,39 @@ def archive_records(
         except StoreError as err:
             report.failed_positions.update(batch.positions)
             report.errors.append(f"{key}: {err}")
-            log.error("write failed", extra={"key": key, "records": len(batch.positions), "error": str(err)})
+            log.error(
+                "write failed",
+                extra={"key": key, "records": len(batch.positions), "error": str(err)},
+            )
             continue
         report.archived += len(batch.positions)
         report.files.append(key)
         report.bytes_written += len(data)
-        log.info("wrote object", extra={"key": key, "records": len(batch.records), "bytes": len(data)})
+        log.info(
+            "wrote object", extra={"key": key, "records": len(batch.records), "bytes": len(data)}
+        )
     if dead:
         _write_dead_letters(dead, store, options, report)
     return report
 
 
 def _write_dead_letters(
-    dead: list[tuple[int, Any, RecordError]], store: ArchiveStore, options: ArchiveOptions,
+    dead: list[tuple[int, Any, RecordError]],
+    store: ArchiveStore,
+    options: ArchiveOptions,
     report: ArchiveReport,
 ) -> None:
     groups: dict[tuple[str | None, str | None], list[tuple[int, Any, RecordError]]] = {}
     for item in dead:
-        groups.setdefault((table_of(item[1], options.default_table), _day_of(item[1])), []).append(item)
+        groups.setdefault((table_of(item[1], options.default_table), _day_of(item[1])), []).append(
+            item
+        )
     for (table, day), items in sorted(groups.items(), key=lambda g: (g[0][0] or "", g[0][1] or "")):
         lines = [
-            orjson.dumps({"reason": err.reason, "where": err.where, "position": position, "record": raw},
-                         default=repr)
+            orjson.dumps(
+                {"reason": err.reason, "where": err.where, "position": position, "record": raw},
+                default=repr,
+            )
             for position, raw, err in items
         ]
         data = b"\n".join(lines) + b"\n"
@@ -129,11 +140,21 @@ def _write_dead_letters(
         except StoreError as err:
             report.failed_positions.update(p for p, _, _ in items)
             report.errors.append(f"{key}: {err}")
-            log.error("dead-letter write failed", extra={"key": key, "records": len(items), "error": str(err)})
+            log.error(
+                "dead-letter write failed",
+                extra={"key": key, "records": len(items), "error": str(err)},
+            )
             continue
         for position, _, problem in items:
-            log.warning("dead-lettered record", extra={"position": position, "where": problem.where,
-                                                       "reason": problem.reason, "key": key})
+            log.warning(
+                "dead-lettered record",
+                extra={
+                    "position": position,
+                    "where": problem.where,
+                    "reason": problem.reason,
+                    "key": key,
+                },
+            )
         log.info("wrote object", extra={"key": key, "records": len(items), "bytes": len(data)})
         report.dead_lettered += len(items)
         report.files.append(key)

@@ -32,7 +32,9 @@ def say(text: str) -> None:
 def run_cli(args: list[str], env: dict[str, str]) -> str:
     """Run a console script as a user would, and return its stdout."""
     bin_dir = Path(sys.executable).parent
-    result = subprocess.run([str(bin_dir / args[0]), *args[1:]], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(bin_dir / args[0]), *args[1:]], env=env, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result.stdout
@@ -59,8 +61,9 @@ def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[
 def main() -> int:
     # Given: traffic for two tables over a few hours, delivered in Lambda batches of 100.
     orders = TableHistory("orders", seed=7, items=400, seconds_per_change=4.0)
-    customers = TableHistory("customers", seed=8, items=150, key_names=("customer_id",),
-                             seconds_per_change=12.0)
+    customers = TableHistory(
+        "customers", seed=8, items=150, key_names=("customer_id",), seconds_per_change=12.0
+    )
     order_records = orders.changes(3000)
     customer_records = customers.changes(1000)
     events = list(lambda_events(order_records)) + list(lambda_events(customer_records))
@@ -68,8 +71,10 @@ def main() -> int:
     poison = dict(order_records[0], eventID="poison-1", eventName="UPSERT")
     events.append({"Records": [poison]})  # an undecodable record is dead-lettered, not lost
     total = len(order_records) + len(customer_records)
-    say(f"generated {total} stream records for tables 'orders' and 'customers' "
-        f"({len(events)} Lambda invocations, one retried, one with a poison record)")
+    say(
+        f"generated {total} stream records for tables 'orders' and 'customers' "
+        f"({len(events)} Lambda invocations, one retried, one with a poison record)"
+    )
 
     with SeaweedS3() as s3:
         s3.create_bucket("demo-archive")
@@ -79,8 +84,10 @@ def main() -> int:
 
         uri = "s3://demo-archive/changes"
         n, failed, seconds = archive_through_handler(uri, events)
-        say(f"archived {n} records into {uri} through the Lambda handler in {seconds:.1f} s "
-            f"({n / seconds:,.0f} records/s, {failed} batch item failures)")
+        say(
+            f"archived {n} records into {uri} through the Lambda handler in {seconds:.1f} s "
+            f"({n / seconds:,.0f} records/s, {failed} batch item failures)"
+        )
 
         shutil.rmtree(LOCAL_ARCHIVE, ignore_errors=True)
         n, failed, seconds = archive_through_handler(str(LOCAL_ARCHIVE), events)
@@ -89,23 +96,41 @@ def main() -> int:
         say(f"replayer ls --archive {uri}")
         print(run_cli(["replayer", "ls", "--archive", uri], env), end="")
 
-        dead = sorted(p.relative_to(LOCAL_ARCHIVE) for p in (LOCAL_ARCHIVE / "_errors").rglob("*.jsonl"))
+        dead = sorted(
+            p.relative_to(LOCAL_ARCHIVE) for p in (LOCAL_ARCHIVE / "_errors").rglob("*.jsonl")
+        )
         reason = orjson.loads((LOCAL_ARCHIVE / dead[0]).read_bytes().splitlines()[0])["reason"]
         say(f"dead letters: {len(dead)} file(s) under _errors/, reason: {reason!r}")
 
         since, until = "2026-11-18T11:30:00Z", "2026-11-18T12:29:59Z"
         say(f"replayer events --table orders --since {since} --until {until}")
-        out = run_cli(["replayer", "events", "--archive", uri, "--table", "orders",
-                       "--since", since, "--until", until], env)
+        out = run_cli(
+            [
+                "replayer",
+                "events",
+                "--archive",
+                uri,
+                "--table",
+                "orders",
+                "--since",
+                since,
+                "--until",
+                until,
+            ],
+            env,
+        )
         replayed = [orjson.loads(line) for line in io.StringIO(out)]
         from replayer.window import parse_time
 
         lo, hi = parse_time(since) // 10**6, parse_time(until) // 10**6
-        expected = [r for r in order_records
-                    if lo <= r["dynamodb"]["ApproximateCreationDateTime"] <= hi]
+        expected = [
+            r for r in order_records if lo <= r["dynamodb"]["ApproximateCreationDateTime"] <= hi
+        ]
         same = replayed == expected
-        say(f"replayed {len(replayed)} events in sequence order; identical to what the stream "
-            f"delivered: {same}")
+        say(
+            f"replayed {len(replayed)} events in sequence order; identical to what the stream "
+            f"delivered: {same}"
+        )
         if not same:
             return 1
 
@@ -132,8 +157,10 @@ def main() -> int:
             GROUP BY customer_id ORDER BY total DESC, customer_id LIMIT 1
         """).fetchone()
         assert top is not None
-        say(f"promoted columns are typed: top customer by inserted order amount is {top[0]} "
-            f"with {top[1]} (decimal(18,2))")
+        say(
+            f"promoted columns are typed: top customer by inserted order amount is {top[0]} "
+            f"with {top[1]} (decimal(18,2))"
+        )
     say("stopped the local S3; the local archive stays in ./demo-archive/ for you to explore")
     return 0
 

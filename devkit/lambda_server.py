@@ -43,35 +43,52 @@ class LambdaServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:
                 match = _PATH.match(self.path.split("?")[0])
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if match is None:
-                    self._reply(404, {"message": f"no route {self.path}"}, error="UnknownOperationException")
+                    self._reply(
+                        404, {"message": f"no route {self.path}"}, error="UnknownOperationException"
+                    )
                     return
                 name = function_name(urllib.parse.unquote(match["name"]))
                 function = server.functions.get(name)
                 if function is None:
-                    self._reply(404, {"Type": "User", "Message": f"Function not found: {name}"},
-                                error="ResourceNotFoundException")
+                    self._reply(
+                        404,
+                        {"Type": "User", "Message": f"Function not found: {name}"},
+                        error="ResourceNotFoundException",
+                    )
                     return
                 event = json.loads(body) if body else None
                 with server._lock:
                     server.invocations.append((name, event))
                 try:
                     result = function(event, None)
-                except Exception as err:  # noqa: BLE001 - reported as Lambda does
-                    self._reply(200, {"errorMessage": str(err), "errorType": type(err).__name__,
-                                      "stackTrace": traceback.format_tb(err.__traceback__)},
-                                function_error="Unhandled")
+                except Exception as err:
+                    self._reply(
+                        200,
+                        {
+                            "errorMessage": str(err),
+                            "errorType": type(err).__name__,
+                            "stackTrace": traceback.format_tb(err.__traceback__),
+                        },
+                        function_error="Unhandled",
+                    )
                     return
                 self._reply(200, result)
 
-            def _reply(self, status: int, payload: Any, *, error: str | None = None,
-                       function_error: str | None = None) -> None:
+            def _reply(
+                self,
+                status: int,
+                payload: Any,
+                *,
+                error: str | None = None,
+                function_error: str | None = None,
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -99,6 +116,10 @@ class LambdaServer:
     def __enter__(self) -> LambdaServer:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

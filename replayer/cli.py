@@ -31,13 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ls = commands.add_parser("ls", help="list the tables an archive holds",
-                             description="List tables with record counts, time range, files and bytes.")
+    ls = commands.add_parser(
+        "ls",
+        help="list the tables an archive holds",
+        description="List tables with record counts, time range, files and bytes.",
+    )
     _archive_argument(ls)
     ls.add_argument("--json", action="store_true", help="one JSON object per table")
 
     events = commands.add_parser(
-        "events", help="print a table's stream records as JSON Lines, in order",
+        "events",
+        help="print a table's stream records as JSON Lines, in order",
         description="Print a table's stream records, one JSON object per line, each exactly as it "
         "arrived, in sequence order, each eventID once. --since/--until are inclusive and take "
         "ISO-8601 (UTC unless an offset is given) or epoch seconds.",
@@ -46,53 +50,104 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
 
     redrive = commands.add_parser(
-        "redrive", help="send a table's archived records to a Lambda function again",
+        "redrive",
+        help="send a table's archived records to a Lambda function again",
         description="Invoke a Lambda consumer synchronously with the table's archived records, in the "
-        "event shape the stream delivered ({\"Records\": [...]}), in order per item.",
+        'event shape the stream delivered ({"Records": [...]}), in order per item.',
     )
     _selection_arguments(redrive)
-    redrive.add_argument("--function", required=True, metavar="NAME_OR_ARN", help="the consumer to invoke")
-    redrive.add_argument("--batch-size", type=_positive_int(10_000), default=100, metavar="N",
-                         help="records per invocation, 1-10000 (default 100)")
-    redrive.add_argument("--max-payload-bytes", type=_positive_int(6_291_456), default=6_291_456,
-                         metavar="B", help="payload bytes per invocation (default and maximum: 6 MB)")
-    redrive.add_argument("--rate", type=_positive_float, metavar="R", help="at most R records per second")
-    redrive.add_argument("--concurrency", type=_positive_int(64), default=1, metavar="C",
-                         help="parallel lanes, split by key hash (default 1)")
-    redrive.add_argument("--on-error", choices=["stop", "skip", "dead-letter"], default="stop",
-                         help="after retries: stop (resume later), skip the failing records, or keep them "
-                         "under _errors/redrive/ (default stop)")
-    redrive.add_argument("--retries", type=_non_negative_int, default=3, metavar="N",
-                         help="retries of a failed invocation, with backoff (default 3)")
+    redrive.add_argument(
+        "--function", required=True, metavar="NAME_OR_ARN", help="the consumer to invoke"
+    )
+    redrive.add_argument(
+        "--batch-size",
+        type=_positive_int(10_000),
+        default=100,
+        metavar="N",
+        help="records per invocation, 1-10000 (default 100)",
+    )
+    redrive.add_argument(
+        "--max-payload-bytes",
+        type=_positive_int(6_291_456),
+        default=6_291_456,
+        metavar="B",
+        help="payload bytes per invocation (default and maximum: 6 MB)",
+    )
+    redrive.add_argument(
+        "--rate", type=_positive_float, metavar="R", help="at most R records per second"
+    )
+    redrive.add_argument(
+        "--concurrency",
+        type=_positive_int(64),
+        default=1,
+        metavar="C",
+        help="parallel lanes, split by key hash (default 1)",
+    )
+    redrive.add_argument(
+        "--on-error",
+        choices=["stop", "skip", "dead-letter"],
+        default="stop",
+        help="after retries: stop (resume later), skip the failing records, or keep them "
+        "under _errors/redrive/ (default stop)",
+    )
+    redrive.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=3,
+        metavar="N",
+        help="retries of a failed invocation, with backoff (default 3)",
+    )
     _run_arguments(redrive)
 
     restore = commands.add_parser(
-        "restore", help="rebuild a DynamoDB table as it was at a moment",
+        "restore",
+        help="rebuild a DynamoDB table as it was at a moment",
         description="Write the table's state at --until (state mode: each item's last change), or "
         "apply every change in order (events mode), into an existing DynamoDB table.",
     )
     _archive_argument(restore)
     restore.add_argument("--table", required=True, metavar="NAME", help="the archived table")
-    restore.add_argument("--into", required=True, metavar="TARGET", help="the DynamoDB table to write")
+    restore.add_argument(
+        "--into", required=True, metavar="TARGET", help="the DynamoDB table to write"
+    )
     restore.add_argument("--until", metavar="TIME", help="the moment to restore (default: now)")
-    restore.add_argument("--mode", choices=["state", "events"], default="state",
-                         help="state: final items only (default); events: every change in order")
-    restore.add_argument("--base-export", metavar="URI",
-                         help="a DynamoDB export to S3 (DynamoDB JSON) to start from")
-    restore.add_argument("--allow-non-empty", action="store_true",
-                         help="write into a table that already holds items")
-    restore.add_argument("--conditional", metavar="ATTRIBUTE",
-                         help="never overwrite an item whose ATTRIBUTE (a version or timestamp) is newer "
-                         "than the change's; for restores beside live traffic")
-    restore.add_argument("--concurrency", type=_positive_int(64), default=4, metavar="C",
-                         help="parallel lanes, split by key hash (default 4)")
-    restore.add_argument("--max-wcu", type=_positive_float, metavar="W",
-                         help="at most W write capacity units per second")
+    restore.add_argument(
+        "--mode",
+        choices=["state", "events"],
+        default="state",
+        help="state: final items only (default); events: every change in order",
+    )
+    restore.add_argument(
+        "--base-export", metavar="URI", help="a DynamoDB export to S3 (DynamoDB JSON) to start from"
+    )
+    restore.add_argument(
+        "--allow-non-empty", action="store_true", help="write into a table that already holds items"
+    )
+    restore.add_argument(
+        "--conditional",
+        metavar="ATTRIBUTE",
+        help="never overwrite an item whose ATTRIBUTE (a version or timestamp) is newer "
+        "than the change's; for restores beside live traffic",
+    )
+    restore.add_argument(
+        "--concurrency",
+        type=_positive_int(64),
+        default=4,
+        metavar="C",
+        help="parallel lanes, split by key hash (default 4)",
+    )
+    restore.add_argument(
+        "--max-wcu",
+        type=_positive_float,
+        metavar="W",
+        help="at most W write capacity units per second",
+    )
     restore.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
     _run_arguments(restore)
 
     verify = commands.add_parser(
-        "verify", help="check an archive: counts, duplicates, unreadable files, shard continuity",
+        "verify",
+        help="check an archive: counts, duplicates, unreadable files, shard continuity",
         description="Per table: files, bytes, events, duplicates, time range, schema versions and unreadable "
         "files; for poller-written data, per shard: ordered sequence numbers, no conflicting records, and "
         "no checkpoint ahead of the data or range lost. Exit 1 when something is wrong.",
@@ -104,8 +159,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _archive_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--archive", metavar="URI", help="s3://bucket/prefix or a folder "
-                        "(default: $REPLAYER_ARCHIVE_URI)")
+    parser.add_argument(
+        "--archive",
+        metavar="URI",
+        help="s3://bucket/prefix or a folder (default: $REPLAYER_ARCHIVE_URI)",
+    )
 
 
 def _selection_arguments(parser: argparse.ArgumentParser, *, slices: bool = True) -> None:
@@ -113,17 +171,25 @@ def _selection_arguments(parser: argparse.ArgumentParser, *, slices: bool = True
     parser.add_argument("--table", required=True, metavar="NAME", help="the table to read")
     parser.add_argument("--since", metavar="TIME", help="first change time to include")
     parser.add_argument("--until", metavar="TIME", help="last change time to include")
-    parser.add_argument("--event-name", metavar="NAMES", help="comma-separated subset of INSERT,MODIFY,REMOVE")
-    parser.add_argument("--key", metavar="JSON",
-                        help='only this item, as plain JSON, e.g. \'{"pk": "order#1", "sk": 3}\'')
+    parser.add_argument(
+        "--event-name", metavar="NAMES", help="comma-separated subset of INSERT,MODIFY,REMOVE"
+    )
+    parser.add_argument(
+        "--key",
+        metavar="JSON",
+        help='only this item, as plain JSON, e.g. \'{"pk": "order#1", "sk": 3}\'',
+    )
     if slices:
         parser.add_argument("--slice", metavar="K/N", help="only slice K of N, split by key hash")
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", metavar="PATH",
-                        help="progress file: a rerun with the same arguments resumes after the last "
-                        "acknowledged batch")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="progress file: a rerun with the same arguments resumes after the last "
+        "acknowledged batch",
+    )
     parser.add_argument("--dry-run", action="store_true", help="say what would be done; do nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
@@ -204,8 +270,9 @@ def _filter(args: argparse.Namespace) -> Any:
         names = frozenset(n.strip().upper() for n in args.event_name.split(",") if n.strip())
         unknown = names - {"INSERT", "MODIFY", "REMOVE"}
         if unknown or not names:
-            raise UsageError(f"--event-name: unknown event name(s) {sorted(unknown)}; "
-                             "use INSERT, MODIFY, REMOVE")
+            raise UsageError(
+                f"--event-name: unknown event name(s) {sorted(unknown)}; use INSERT, MODIFY, REMOVE"
+            )
     key = None
     if getattr(args, "key", None):
         try:
@@ -254,13 +321,24 @@ def ls(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     for table in tables:
         s = summarize_table(store, table)
         if args.json:
-            stdout.write(orjson.dumps({
-                "table": s.table, "records": s.rows, "files": s.files, "bytes": s.bytes,
-                "first_change": format_us(s.first_change_us), "last_change": format_us(s.last_change_us),
-            }) + b"\n")
+            stdout.write(
+                orjson.dumps(
+                    {
+                        "table": s.table,
+                        "records": s.rows,
+                        "files": s.files,
+                        "bytes": s.bytes,
+                        "first_change": format_us(s.first_change_us),
+                        "last_change": format_us(s.last_change_us),
+                    }
+                )
+                + b"\n"
+            )
         else:
-            line = (f"{s.table:<32} {s.rows:>10} {s.files:>6} {s.bytes:>14,}  "
-                    f"{format_us(s.first_change_us):<20}  {format_us(s.last_change_us)}")
+            line = (
+                f"{s.table:<32} {s.rows:>10} {s.files:>6} {s.bytes:>14,}  "
+                f"{format_us(s.first_change_us):<20}  {format_us(s.last_change_us)}"
+            )
             stdout.write((line + "\n").encode())
     if not tables:
         print(f"no tables in {store.uri}", file=sys.stderr)
@@ -268,15 +346,33 @@ def ls(args: argparse.Namespace, stdout: IO[bytes]) -> int:
 
 
 def _fingerprint(args: argparse.Namespace, store: Any, **extra: Any) -> dict[str, Any]:
-    keep = ("table", "since", "until", "event_name", "key", "slice", "concurrency", "function", "into",
-            "mode", "base_export", "conditional", "batch_size", "max_payload_bytes")
+    keep = (
+        "table",
+        "since",
+        "until",
+        "event_name",
+        "key",
+        "slice",
+        "concurrency",
+        "function",
+        "into",
+        "mode",
+        "base_export",
+        "conditional",
+        "batch_size",
+        "max_payload_bytes",
+    )
     fingerprint = {"command": args.command, "archive": store.uri}
-    fingerprint.update({name: getattr(args, name) for name in keep if getattr(args, name, None) is not None})
+    fingerprint.update(
+        {name: getattr(args, name) for name in keep if getattr(args, name, None) is not None}
+    )
     fingerprint.update(extra)
     return fingerprint
 
 
-def _report(args: argparse.Namespace, summary: dict[str, Any], lines: list[str], stdout: IO[bytes]) -> None:
+def _report(
+    args: argparse.Namespace, summary: dict[str, Any], lines: list[str], stdout: IO[bytes]
+) -> None:
     if args.json:
         stdout.write(orjson.dumps(summary) + b"\n")
         stdout.flush()
@@ -294,11 +390,18 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     flt = _filter(args)
     store = _store(args)
     options = RedriveOptions(
-        function=args.function, batch_size=args.batch_size, max_payload_bytes=args.max_payload_bytes,
-        rate=args.rate, concurrency=args.concurrency, on_error=args.on_error, retries=args.retries,
+        function=args.function,
+        batch_size=args.batch_size,
+        max_payload_bytes=args.max_payload_bytes,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        on_error=args.on_error,
+        retries=args.retries,
         dry_run=args.dry_run,
     )
-    checkpoint = Checkpoint.open(None if args.dry_run else args.checkpoint, _fingerprint(args, store))
+    checkpoint = Checkpoint.open(
+        None if args.dry_run else args.checkpoint, _fingerprint(args, store)
+    )
     dead_letters = None
     if args.on_error == "dead-letter":
         from archiver.stores import store_for
@@ -308,15 +411,21 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     from archiver.archive.reader import REPLAY_COLUMNS
 
     summary = run(
-        Selection(store, args.table, flt, tuple(REPLAY_COLUMNS)), options, checkpoint, invoker,
-        dead_letters=dead_letters, progress=Progress("redrive", "records"),
+        Selection(store, args.table, flt, tuple(REPLAY_COLUMNS)),
+        options,
+        checkpoint,
+        invoker,
+        dead_letters=dead_letters,
+        progress=Progress("redrive", "records"),
         slices=flt.slice[1] if flt.slice else 1,
     )
     if args.dry_run:
         done = f"would send {summary.records} records in {summary.batches} batches"
     else:
-        done = (f"delivered {summary.delivered} of {summary.records} records in {summary.batches} batches "
-                f"({summary.invocations} invocations, {summary.retries} retries)")
+        done = (
+            f"delivered {summary.delivered} of {summary.records} records in {summary.batches} batches "
+            f"({summary.invocations} invocations, {summary.retries} retries)"
+        )
     lines = [f"redrive to {args.function}: {done} in {summary.elapsed:.1f} s"]
     if summary.failed:
         kept = " and kept under _errors/redrive/" if summary.dead_lettered else ""
@@ -344,27 +453,46 @@ def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     flt = _filter(args)
     if flt.until_us is None:
         if args.checkpoint:
-            raise UsageError("--checkpoint needs an explicit --until, so that a rerun restores the same moment")
+            raise UsageError(
+                "--checkpoint needs an explicit --until, so that a rerun restores the same moment"
+            )
         flt = type(flt)(None, int(clock.time() * 1_000_000), None, None, flt.slice)
     store = _store(args)
     options = RestoreOptions(
-        into=args.into, mode=args.mode, allow_non_empty=args.allow_non_empty,
-        condition_attribute=args.conditional, concurrency=args.concurrency, max_wcu=args.max_wcu,
+        into=args.into,
+        mode=args.mode,
+        allow_non_empty=args.allow_non_empty,
+        condition_attribute=args.conditional,
+        concurrency=args.concurrency,
+        max_wcu=args.max_wcu,
         dry_run=args.dry_run,
     )
     export = open_export(args.base_export) if args.base_export else None
-    checkpoint = Checkpoint.open(None if args.dry_run else args.checkpoint, _fingerprint(args, store))
+    checkpoint = Checkpoint.open(
+        None if args.dry_run else args.checkpoint, _fingerprint(args, store)
+    )
     import boto3
     from botocore.config import Config
 
     client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
-    writer = TableWriter(client, args.into, max_wcu=args.max_wcu, condition_attribute=args.conditional)
-    summary = run(Selection(store, args.table, flt, ()), options, checkpoint, writer, export=export,
-                  progress=Progress("restore", "writes"), slices=flt.slice[1] if flt.slice else 1)
+    writer = TableWriter(
+        client, args.into, max_wcu=args.max_wcu, condition_attribute=args.conditional
+    )
+    summary = run(
+        Selection(store, args.table, flt, ()),
+        options,
+        checkpoint,
+        writer,
+        export=export,
+        progress=Progress("restore", "writes"),
+        slices=flt.slice[1] if flt.slice else 1,
+    )
     verb = "would write" if args.dry_run else "wrote"
-    lines = [f"restore of {args.table} into {args.into} ({args.mode} mode, as of {format_until(flt.until_us)}): "
-             f"read {summary.changes_read} changes, {verb} {summary.puts} puts and {summary.deletes} deletes "
-             f"in {summary.elapsed:.1f} s"]
+    lines = [
+        f"restore of {args.table} into {args.into} ({args.mode} mode, as of {format_until(flt.until_us)}): "
+        f"read {summary.changes_read} changes, {verb} {summary.puts} puts and {summary.deletes} deletes "
+        f"in {summary.elapsed:.1f} s"
+    ]
     if summary.base_items:
         lines.append(f"started from an export of {summary.base_items} items")
     if summary.skipped_newer:
@@ -398,7 +526,11 @@ def verify(args: argparse.Namespace, stdout: IO[bytes]) -> int:
         lines += [f"  problem: {p}" for p in check.problems]
     lines += [f"problem: {p}" for p in report.problems]
     lines.append("verify: OK" if report.ok else "verify: FAILED")
-    summary = {"ok": report.ok, "tables": [t.as_dict() for t in report.tables], "problems": report.problems}
+    summary = {
+        "ok": report.ok,
+        "tables": [t.as_dict() for t in report.tables],
+        "problems": report.problems,
+    }
     _report(args, summary, lines, stdout)
     return 0 if report.ok else 1
 
@@ -418,7 +550,13 @@ def main(argv: Sequence[str] | None = None, stdout: IO[bytes] | None = None) -> 
     from replayer.redrive import RedriveError
 
     args = _parser().parse_args(argv)
-    commands = {"events": events, "ls": ls, "redrive": redrive, "restore": restore, "verify": verify}
+    commands = {
+        "events": events,
+        "ls": ls,
+        "redrive": redrive,
+        "restore": restore,
+        "verify": verify,
+    }
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return commands[args.command](args, stdout or sys.stdout.buffer)

@@ -27,8 +27,14 @@ __all__ = ["Op", "RestoreError", "TableWriter", "to_client"]
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 25
-_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-              "InternalServerError", "ServiceUnavailable", "LimitExceededException"}
+_THROTTLED = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+}
 
 
 class RestoreError(Exception):
@@ -67,9 +73,16 @@ def to_client_item(image: dict[str, Any]) -> dict[str, Any]:
 class TableWriter:
     """Writes to one table through a boto3 DynamoDB client."""
 
-    def __init__(self, client: Any, table: str, *, max_wcu: float | None = None,
-                 condition_attribute: str | None = None, max_attempts: int = 10,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        max_wcu: float | None = None,
+        condition_attribute: str | None = None,
+        max_attempts: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.table = table
         self.limiter = RateLimiter(max_wcu)
@@ -96,7 +109,9 @@ class TableWriter:
                     raise RestoreError(f"table {self.table} does not exist") from err
                 if code not in _THROTTLED or attempt + 1 >= self.max_attempts:
                     message = err.response.get("Error", {}).get("Message", "")
-                    raise RestoreError(f"{method} on {self.table} failed: {code}: {message}") from err
+                    raise RestoreError(
+                        f"{method} on {self.table} failed: {code}: {message}"
+                    ) from err
             except BotoCoreError as err:
                 if attempt + 1 >= self.max_attempts:
                     raise RestoreError(f"{method} on {self.table} failed: {err}") from err
@@ -104,7 +119,7 @@ class TableWriter:
             self._backoff(attempt)
 
     def _backoff(self, attempt: int) -> None:
-        self.sleep(min(20.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+        self.sleep(min(20.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
 
     def write(self, ops: Sequence[Op]) -> int:
         """Apply ``ops``: up to 25 distinct keys per request, unless writes are conditional.
@@ -118,13 +133,14 @@ class TableWriter:
                 self.skipped += skipped
             return skipped
         for start in range(0, len(ops), BATCH_LIMIT):
-            self._batch(ops[start:start + BATCH_LIMIT])
+            self._batch(ops[start : start + BATCH_LIMIT])
         return 0
 
     def _batch(self, ops: Sequence[Op]) -> None:
         self.limiter.acquire(sum(op.size for op in ops))
         requests = [
-            {"PutRequest": {"Item": to_client_item(op.item or {})}} if op.kind == "put"
+            {"PutRequest": {"Item": to_client_item(op.item or {})}}
+            if op.kind == "put"
             else {"DeleteRequest": {"Key": to_client_item(op.key)}}
             for op in ops
         ]
@@ -137,8 +153,10 @@ class TableWriter:
                 attempt += 1
                 if attempt >= self.max_attempts:
                     left = sum(len(v) for v in pending.values())
-                    raise RestoreError(f"{left} writes to {self.table} still unprocessed after "
-                                       f"{attempt} attempts (throttled)")
+                    raise RestoreError(
+                        f"{left} writes to {self.table} still unprocessed after "
+                        f"{attempt} attempts (throttled)"
+                    )
                 self._backoff(attempt)
 
     def _conditional(self, op: Op) -> bool:
@@ -151,9 +169,15 @@ class TableWriter:
         if op.version is None:
             condition, values = "attribute_not_exists(#v)", None
         else:
-            condition, values = "attribute_not_exists(#v) OR #v <= :v", {":v": to_client(op.version)}
-        arguments: dict[str, Any] = {"TableName": self.table, "ConditionExpression": condition,
-                                     "ExpressionAttributeNames": names}
+            condition, values = (
+                "attribute_not_exists(#v) OR #v <= :v",
+                {":v": to_client(op.version)},
+            )
+        arguments: dict[str, Any] = {
+            "TableName": self.table,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
         if values:
             arguments["ExpressionAttributeValues"] = values
         try:
@@ -175,8 +199,9 @@ class TableWriter:
         """The table's key attributes and their types (S, N, B), hash first; RestoreError when it
         does not exist."""
         table = self._call("describe_table", TableName=self.table)["Table"]
-        types = {d["AttributeName"]: d["AttributeType"]
-                 for d in table.get("AttributeDefinitions", [])}
+        types = {
+            d["AttributeName"]: d["AttributeType"] for d in table.get("AttributeDefinitions", [])
+        }
         schema = sorted(table["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
         return {k["AttributeName"]: types.get(k["AttributeName"], "?") for k in schema}
 

@@ -45,8 +45,9 @@ class Export:
                 try:
                     item = orjson.loads(line)["Item"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
-                    raise ExportError(f"{self.store.uri}/{key}:{number}: not an export line "
-                                      '({"Item": {...}})') from None
+                    raise ExportError(
+                        f'{self.store.uri}/{key}:{number}: not an export line ({{"Item": {{...}}}})'
+                    ) from None
                 yield item
 
 
@@ -77,11 +78,15 @@ def open_export(uri: str) -> Export:
     except orjson.JSONDecodeError:
         raise ExportError(f"{where}: not JSON") from None
     if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON":
-        raise ExportError(f"{where}: outputFormat {summary.get('outputFormat')!r}; only DYNAMODB_JSON "
-                          "exports can be read")
+        raise ExportError(
+            f"{where}: outputFormat {summary.get('outputFormat')!r}; only DYNAMODB_JSON "
+            "exports can be read"
+        )
     if summary.get("exportType") == "INCREMENTAL_EXPORT":
-        raise ExportError(f"{where}: an incremental export holds changes, not a full table; "
-                          "use a full export as the base")
+        raise ExportError(
+            f"{where}: an incremental export holds changes, not a full table; "
+            "use a full export as the base"
+        )
     export_time = _time_us(summary.get("exportTime", ""), where)
     try:
         manifest = store.get("manifest-files.json")
@@ -94,7 +99,9 @@ def open_export(uri: str) -> Export:
         try:
             data_key = orjson.loads(line)["dataFileS3Key"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise ExportError(f"{store.uri}/manifest-files.json:{number}: no dataFileS3Key") from None
+            raise ExportError(
+                f"{store.uri}/manifest-files.json:{number}: no dataFileS3Key"
+            ) from None
         keys.append("data/" + str(data_key).rsplit("/", 1)[-1])
     count = summary.get("itemCount")
     return Export(store, export_time, count if isinstance(count, int) else None, tuple(keys))

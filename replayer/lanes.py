@@ -43,8 +43,12 @@ def lane_of(item_key: str, lanes: int, slices: int = 1) -> int:
 class RateLimiter:
     """A token bucket shared by all lanes: at most ``rate`` units per second (None: unlimited)."""
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
         self.clock = clock
         self.sleep = sleep
@@ -64,9 +68,11 @@ class RateLimiter:
             self.sleep(wait)
 
 
-def run_lanes(lanes: Sequence[Sequence[T]],
-              work: Callable[[int, Sequence[T], threading.Event], None],
-              concurrency: int) -> None:
+def run_lanes(
+    lanes: Sequence[Sequence[T]],
+    work: Callable[[int, Sequence[T], threading.Event], None],
+    concurrency: int,
+) -> None:
     """Run ``work(lane, items, stop)`` for every non-empty lane, ``concurrency`` at a time.
 
     When a lane raises, ``stop`` is set so the others finish their current
@@ -94,7 +100,7 @@ def run_lanes(lanes: Sequence[Sequence[T]],
         for future in futures:
             try:
                 future.result()
-            except BaseException as err:  # noqa: BLE001 - re-raised below, first one wins
+            except BaseException as err:
                 error = error or err
         if error is not None:
             raise error

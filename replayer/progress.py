@@ -14,9 +14,16 @@ __all__ = ["Progress"]
 class Progress:
     """Counts units of work; shows them as a bar or as a line every ``interval`` seconds."""
 
-    def __init__(self, label: str, unit: str, *, stream: TextIO | None = None,
-                 interval: float = 10.0, enabled: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        unit: str,
+        *,
+        stream: TextIO | None = None,
+        interval: float = 10.0,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.label = label
         self.unit = unit
@@ -43,7 +50,11 @@ class Progress:
             if self.enabled and now - self._last_line >= self.interval:
                 self._last_line = now
                 rate = self.count / max(now - self.started, 1e-9)
-                print(f"{self.label}: {self.count} {self.unit} ({rate:,.0f}/s)", file=self.stream, flush=True)
+                print(
+                    f"{self.label}: {self.count} {self.unit} ({rate:,.0f}/s)",
+                    file=self.stream,
+                    flush=True,
+                )
 
     def close(self) -> None:
         if self._bar is not None:

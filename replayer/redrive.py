@@ -36,7 +36,14 @@ from replayer.lanes import RateLimiter, StopRun
 from replayer.progress import Progress
 from replayer.runner import Item, Selection, walk
 
-__all__ = ["Delivery", "LambdaInvoker", "RedriveError", "RedriveOptions", "RedriveSummary", "redrive"]
+__all__ = [
+    "Delivery",
+    "LambdaInvoker",
+    "RedriveError",
+    "RedriveOptions",
+    "RedriveSummary",
+    "redrive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +104,16 @@ class RedriveSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "batches": self.batches, "invocations": self.invocations, "records": self.records,
-            "delivered": self.delivered, "retries": self.retries, "failed": self.failed,
-            "dead_lettered": self.dead_lettered, "stopped": self.stopped,
-            "elapsed_s": round(self.elapsed, 3), "ok": self.ok,
+            "batches": self.batches,
+            "invocations": self.invocations,
+            "records": self.records,
+            "delivered": self.delivered,
+            "retries": self.retries,
+            "failed": self.failed,
+            "dead_lettered": self.dead_lettered,
+            "stopped": self.stopped,
+            "elapsed_s": round(self.elapsed, 3),
+            "ok": self.ok,
         }
 
 
@@ -113,21 +126,29 @@ class LambdaInvoker:
             import boto3
             from botocore.config import Config
 
-            client = boto3.client("lambda", config=Config(retries={"mode": "standard"}, read_timeout=900))
+            client = boto3.client(
+                "lambda", config=Config(retries={"mode": "standard"}, read_timeout=900)
+            )
         self.client = client
 
     def __call__(self, payload: bytes, identifiers: Sequence[str | None]) -> Delivery:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
-            response = self.client.invoke(FunctionName=self.function, InvocationType="RequestResponse",
-                                          Payload=payload)
+            response = self.client.invoke(
+                FunctionName=self.function, InvocationType="RequestResponse", Payload=payload
+            )
         except NoCredentialsError as err:
             raise RedriveError(f"no AWS credentials found to invoke {self.function}") from err
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
-            if code in ("ResourceNotFoundException", "AccessDeniedException", "AccessDeniedError",
-                        "UnrecognizedClientException", "InvalidSignatureException"):
+            if code in (
+                "ResourceNotFoundException",
+                "AccessDeniedException",
+                "AccessDeniedError",
+                "UnrecognizedClientException",
+                "InvalidSignatureException",
+            ):
                 message = err.response.get("Error", {}).get("Message", code)
                 raise RedriveError(f"cannot invoke {self.function}: {code}: {message}") from err
             return Delivery(0, f"invoke failed: {code or err}")
@@ -135,7 +156,9 @@ class LambdaInvoker:
             return Delivery(0, f"invoke failed: {err}")
         body = response["Payload"].read()
         if response.get("FunctionError"):
-            return Delivery(0, f"function error ({response['FunctionError']}): {_error_message(body)}")
+            return Delivery(
+                0, f"function error ({response['FunctionError']}): {_error_message(body)}"
+            )
         return _partial_failures(body, identifiers)
 
 
@@ -158,17 +181,23 @@ def _partial_failures(body: bytes, identifiers: Sequence[str | None]) -> Deliver
     if not isinstance(data, dict) or not data.get("batchItemFailures"):
         return Delivery(None)
     failures = data["batchItemFailures"]
-    positions = {identifier: i for i, identifier in enumerate(identifiers) if identifier is not None}
+    positions = {
+        identifier: i for i, identifier in enumerate(identifiers) if identifier is not None
+    }
     first = len(identifiers)
     for failure in failures if isinstance(failures, list) else [None]:
         identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
         if identifier not in positions:
-            return Delivery(0, f"batchItemFailures names {identifier!r}, not in the batch: whole batch failed")
+            return Delivery(
+                0, f"batchItemFailures names {identifier!r}, not in the batch: whole batch failed"
+            )
         first = min(first, positions[identifier])
     return Delivery(first, "batchItemFailures")
 
 
-def batches(items: Sequence[Item[Record]], size: int, max_bytes: int) -> Iterator[list[Item[Record]]]:
+def batches(
+    items: Sequence[Item[Record]], size: int, max_bytes: int
+) -> Iterator[list[Item[Record]]]:
     """Consecutive batches of at most ``size`` records and ``max_bytes`` of payload."""
     batch: list[Item[Record]] = []
     total = _ENVELOPE
@@ -199,9 +228,16 @@ def records_of(table: pa.Table) -> list[Record]:
 class _Driver:
     """The per-run state shared by the lanes."""
 
-    def __init__(self, selection: Selection, options: RedriveOptions, checkpoint: Checkpoint,
-                 invoke: Callable[[bytes, Sequence[str | None]], Delivery], dead_letters: ArchiveStore | None,
-                 progress: Progress, sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        selection: Selection,
+        options: RedriveOptions,
+        checkpoint: Checkpoint,
+        invoke: Callable[[bytes, Sequence[str | None]], Delivery],
+        dead_letters: ArchiveStore | None,
+        progress: Progress,
+        sleep: Callable[[float], None],
+    ) -> None:
         self.selection = selection
         self.options = options
         self.checkpoint = checkpoint
@@ -212,8 +248,9 @@ class _Driver:
         self.limiter = RateLimiter(options.rate)
         self.summary = RedriveSummary()
 
-    def lane(self, partition: Partition, lane: int, items: Sequence[Item[Record]],
-             stop: threading.Event) -> None:
+    def lane(
+        self, partition: Partition, lane: int, items: Sequence[Item[Record]], stop: threading.Event
+    ) -> None:
         opts = self.options
         for batch in batches(items, opts.batch_size, opts.max_payload_bytes):
             if stop.is_set():
@@ -226,7 +263,9 @@ class _Driver:
                 continue
             too_big = [i for i in batch if len(i.value.data) + _ENVELOPE > opts.max_payload_bytes]
             for item in too_big:
-                self._failed(partition, lane, [item], f"record alone exceeds {opts.max_payload_bytes} bytes")
+                self._failed(
+                    partition, lane, [item], f"record alone exceeds {opts.max_payload_bytes} bytes"
+                )
             self._deliver(partition, lane, [i for i in batch if i not in too_big])
             self.checkpoint.ack(partition.hour_start_us, lane, batch[-1].index)
 
@@ -263,12 +302,16 @@ class _Driver:
         if self.options.on_error == "stop":
             if done:
                 self.checkpoint.ack(partition.hour_start_us, lane, records[done - 1].index)
-            self.summary.stopped = (f"{len(records) - done} records not delivered after "
-                                    f"{self.options.retries} retries: {reason}")
+            self.summary.stopped = (
+                f"{len(records) - done} records not delivered after "
+                f"{self.options.retries} retries: {reason}"
+            )
             raise StopRun(self.summary.stopped)
         self._bisect(partition, lane, records[done:], reason)
 
-    def _bisect(self, partition: Partition, lane: int, records: list[Item[Record]], reason: str) -> None:
+    def _bisect(
+        self, partition: Partition, lane: int, records: list[Item[Record]], reason: str
+    ) -> None:
         """Split until the failing records are isolated; deliver all the others, in order."""
         if len(records) == 1:
             self._failed(partition, lane, records, reason)
@@ -279,15 +322,27 @@ class _Driver:
             if why is not None:
                 self._bisect(partition, lane, half[done:], why)
 
-    def _failed(self, partition: Partition, lane: int, records: list[Item[Record]], reason: str) -> None:
+    def _failed(
+        self, partition: Partition, lane: int, records: list[Item[Record]], reason: str
+    ) -> None:
         with self.summary._lock:
             for item in records:
                 self.summary.failed.append({"record": item.value.ref, "reason": reason})
         if self.options.on_error == "dead-letter" and self.dead_letters is not None:
-            lines = [orjson.dumps({"reason": reason, "function": self.options.function,
-                                   "record": orjson.loads(item.value.data)}) for item in records]
+            lines = [
+                orjson.dumps(
+                    {
+                        "reason": reason,
+                        "function": self.options.function,
+                        "record": orjson.loads(item.value.data),
+                    }
+                )
+                for item in records
+            ]
             data = b"\n".join(lines) + b"\n"
-            key = redrive_dead_letter_key(self.selection.table, hashlib.blake2b(data, digest_size=8).hexdigest())
+            key = redrive_dead_letter_key(
+                self.selection.table, hashlib.blake2b(data, digest_size=8).hexdigest()
+            )
             self.dead_letters.put(key, data)
             with self.summary._lock:
                 self.summary.dead_lettered += len(records)
@@ -315,7 +370,9 @@ def redrive(
     driver = _Driver(selection, options, checkpoint, invoke, dead_letters, progress, sleep)
     started = time.monotonic()
     try:
-        walk(selection, checkpoint, records_of, driver.lane, lanes=options.concurrency, slices=slices)
+        walk(
+            selection, checkpoint, records_of, driver.lane, lanes=options.concurrency, slices=slices
+        )
         if not options.dry_run:
             checkpoint.finish()
     except StopRun as err:

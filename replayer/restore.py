@@ -77,14 +77,25 @@ class RestoreSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "mode": self.mode, "changes_read": self.changes_read, "final_items": self.items,
-            "puts": self.puts, "deletes": self.deletes, "skipped_newer": self.skipped_newer,
-            "base_items": self.base_items, "elapsed_s": round(self.elapsed, 3), "ok": True,
+            "mode": self.mode,
+            "changes_read": self.changes_read,
+            "final_items": self.items,
+            "puts": self.puts,
+            "deletes": self.deletes,
+            "skipped_newer": self.skipped_newer,
+            "base_items": self.base_items,
+            "elapsed_s": round(self.elapsed, 3),
+            "ok": True,
         }
 
 
-def _op(event_name: str, keys: str, image: str | None, attribute: str | None,
-        old_image: str | None = None) -> Op:
+def _op(
+    event_name: str,
+    keys: str,
+    image: str | None,
+    attribute: str | None,
+    old_image: str | None = None,
+) -> Op:
     key = orjson.loads(keys)
     if event_name == "REMOVE":
         # A conditional delete compares with the removed item's version (from its OldImage).
@@ -92,7 +103,9 @@ def _op(event_name: str, keys: str, image: str | None, attribute: str | None,
         return Op("delete", key, version=version)
     item = orjson.loads(image) if image is not None else None
     if item is None:
-        raise RestoreError(f"an {event_name} change has no NewImage: the stream's view type holds no new images")
+        raise RestoreError(
+            f"an {event_name} change has no NewImage: the stream's view type holds no new images"
+        )
     version = item.get(attribute) if attribute else None
     return Op("put", key, item, version, write_units(len(image or "")))
 
@@ -115,6 +128,7 @@ def _check_keys(keys_json: str | None, target_keys: dict[str, str], table: str, 
     keys = sorted(orjson.loads(keys_json).items())
     archived = {name: next(iter(value), "?") for name, value in keys}
     if archived != target_keys:
+
         def describe(schema: dict[str, str]) -> str:
             return ", ".join(f"{name} {kind}" for name, kind in schema.items())
 
@@ -125,8 +139,15 @@ def _check_keys(keys_json: str | None, target_keys: dict[str, str], table: str, 
 
 
 class _Restore:
-    def __init__(self, selection: Selection, options: RestoreOptions, checkpoint: Checkpoint,
-                 writer: TableWriter, progress: Progress, slices: int) -> None:
+    def __init__(
+        self,
+        selection: Selection,
+        options: RestoreOptions,
+        checkpoint: Checkpoint,
+        writer: TableWriter,
+        progress: Progress,
+        slices: int,
+    ) -> None:
         self.selection = selection
         self.options = options
         self.checkpoint = checkpoint
@@ -145,11 +166,16 @@ class _Restore:
         # A checkpoint names its partition before the first write, so a run that died between a
         # write and its first acknowledgement still counts as resumed.
         checkpoint = self.checkpoint
-        resumed = (checkpoint.done_through_us is not None or checkpoint.partition_us is not None
-                   or bool(checkpoint.lanes))
+        resumed = (
+            checkpoint.done_through_us is not None
+            or checkpoint.partition_us is not None
+            or bool(checkpoint.lanes)
+        )
         if not empty and not self.options.allow_non_empty and not resumed:
-            raise RestoreError(f"table {self.options.into} is not empty; restore into an empty table, or "
-                               "pass --allow-non-empty to write over what is there")
+            raise RestoreError(
+                f"table {self.options.into} is not empty; restore into an empty table, or "
+                "pass --allow-non-empty to write over what is there"
+            )
         return key_names, empty
 
     def base_table(self, export: Export, key_names: list[str]) -> pa.Table:
@@ -158,24 +184,34 @@ class _Restore:
             try:
                 key = {name: item[name] for name in key_names}
             except KeyError:
-                raise RestoreError(f"an item of the export {export.store.uri} lacks a key attribute "
-                                   f"({', '.join(key_names)})") from None
+                raise RestoreError(
+                    f"an item of the export {export.store.uri} lacks a key attribute "
+                    f"({', '.join(key_names)})"
+                ) from None
             keys_.append(orjson.dumps(key).decode())
             item_keys.append(item_key(key).decode())
             images.append(orjson.dumps(item).decode())
         n = len(images)
         self.summary.base_items = n
-        return pa.table({
-            Col.ITEM_KEY: item_keys, Col.EVENT_NAME: ["INSERT"] * n, Col.KEYS: keys_,
-            Col.NEW_IMAGE: images,
-            Col.CHANGE_TIME: pa.array([export.export_time_us] * n, pa.timestamp("us", tz="UTC")),
-            Col.OLD_IMAGE: pa.nulls(n, pa.string()),
-        }, schema=state_schema())
+        return pa.table(
+            {
+                Col.ITEM_KEY: item_keys,
+                Col.EVENT_NAME: ["INSERT"] * n,
+                Col.KEYS: keys_,
+                Col.NEW_IMAGE: images,
+                Col.CHANGE_TIME: pa.array(
+                    [export.export_time_us] * n, pa.timestamp("us", tz="UTC")
+                ),
+                Col.OLD_IMAGE: pa.nulls(n, pa.string()),
+            },
+            schema=state_schema(),
+        )
 
     # -- lanes -------------------------------------------------------------------------------
 
-    def write_lane(self, partition_us: int, lane: int, items: Sequence[Item[Op]],
-                   stop: threading.Event) -> None:
+    def write_lane(
+        self, partition_us: int, lane: int, items: Sequence[Item[Op]], stop: threading.Event
+    ) -> None:
         """Write a lane's ops in order: batches of distinct keys, acknowledged one by one."""
         batch: list[Item[Op]] = []
         keys: set[bytes] = set()
@@ -188,7 +224,9 @@ class _Restore:
             keys.add(ident)
         self._flush(partition_us, lane, batch, stop)
 
-    def _flush(self, partition_us: int, lane: int, batch: list[Item[Op]], stop: threading.Event) -> None:
+    def _flush(
+        self, partition_us: int, lane: int, batch: list[Item[Op]], stop: threading.Event
+    ) -> None:
         if not batch or stop.is_set():
             return
         ops = [entry.value for entry in batch]
@@ -209,9 +247,14 @@ class _Restore:
             digest.update(chunk.to_string().encode())
         self.checkpoint.begin(partition_us, digest.hexdigest())
         lanes: list[list[Item[Op]]] = [[] for _ in range(self.options.concurrency)]
-        rows = zip(table.column(Col.ITEM_KEY).to_pylist(), table.column(Col.EVENT_NAME).to_pylist(),
-                   table.column(Col.KEYS).to_pylist(), table.column(Col.NEW_IMAGE).to_pylist(),
-                   table.column(Col.OLD_IMAGE).to_pylist(), strict=True)
+        rows = zip(
+            table.column(Col.ITEM_KEY).to_pylist(),
+            table.column(Col.EVENT_NAME).to_pylist(),
+            table.column(Col.KEYS).to_pylist(),
+            table.column(Col.NEW_IMAGE).to_pylist(),
+            table.column(Col.OLD_IMAGE).to_pylist(),
+            strict=True,
+        )
         attribute = self.options.condition_attribute
         for index, (ident, name, keys, image, old) in enumerate(rows):
             if name == "REMOVE" and not deletes:
@@ -219,15 +262,19 @@ class _Restore:
             lane = lane_of(ident, self.options.concurrency, self.slices)
             if index > self.checkpoint.acknowledged(partition_us, lane):
                 lanes[lane].append(Item(index, _op(name, keys, image, attribute, old)))
-        run_lanes(lanes, lambda lane, items, stop: self.write_lane(partition_us, lane, items, stop),
-                  self.options.concurrency)
+        run_lanes(
+            lanes,
+            lambda lane, items, stop: self.write_lane(partition_us, lane, items, stop),
+            self.options.concurrency,
+        )
         if not self.options.dry_run:
             self.checkpoint.finish_partition(partition_us)
 
     # -- modes -------------------------------------------------------------------------------
 
-    def changes(self, since_us: int | None,
-                columns: Sequence[str] = (*STATE_COLUMNS, Col.STREAM_VIEW_TYPE)) -> Iterator[pa.Table]:
+    def changes(
+        self, since_us: int | None, columns: Sequence[str] = (*STATE_COLUMNS, Col.STREAM_VIEW_TYPE)
+    ) -> Iterator[pa.Table]:
         sel = self.selection
         flt = EventFilter(since_us, sel.flt.until_us, None, None, sel.flt.slice)
         for _, files in list_partitions(sel.store, sel.table, since_us, sel.flt.until_us):
@@ -236,12 +283,19 @@ class _Restore:
             self.summary.changes_read += table.num_rows
             yield table
 
-    def state(self, base: pa.Table | None, since_us: int | None, key_names: list[str],
-              deletes: bool) -> None:
-        state = fold_all(self.changes(since_us, self._columns((*STATE_COLUMNS, Col.STREAM_VIEW_TYPE))), base)
+    def state(
+        self, base: pa.Table | None, since_us: int | None, key_names: list[str], deletes: bool
+    ) -> None:
+        state = fold_all(
+            self.changes(since_us, self._columns((*STATE_COLUMNS, Col.STREAM_VIEW_TYPE))), base
+        )
         if state.num_rows:
-            _check_keys(state.column(Col.KEYS)[0].as_py(), self.key_types, self.selection.table,
-                        self.options.into)
+            _check_keys(
+                state.column(Col.KEYS)[0].as_py(),
+                self.key_types,
+                self.selection.table,
+                self.options.into,
+            )
             self.summary.first_key = state.column(Col.ITEM_KEY)[0].as_py()
             self.summary.last_key = state.column(Col.ITEM_KEY)[-1].as_py()
         removed = pc.sum(pc.equal(state.column(Col.EVENT_NAME), "REMOVE")).as_py() or 0
@@ -276,11 +330,21 @@ class _Restore:
 
     def _ops_of(self, table: pa.Table, attribute: str | None) -> list[Op]:
         self.summary.changes_read += table.num_rows
-        olds = (table.column(Col.OLD_IMAGE).to_pylist() if Col.OLD_IMAGE in table.column_names
-                else [None] * table.num_rows)
-        return [_op(name, keys, image, attribute, old) for name, keys, image, old in zip(
-            table.column(Col.EVENT_NAME).to_pylist(), table.column(Col.KEYS).to_pylist(),
-            table.column(Col.NEW_IMAGE).to_pylist(), olds, strict=True)]
+        olds = (
+            table.column(Col.OLD_IMAGE).to_pylist()
+            if Col.OLD_IMAGE in table.column_names
+            else [None] * table.num_rows
+        )
+        return [
+            _op(name, keys, image, attribute, old)
+            for name, keys, image, old in zip(
+                table.column(Col.EVENT_NAME).to_pylist(),
+                table.column(Col.KEYS).to_pylist(),
+                table.column(Col.NEW_IMAGE).to_pylist(),
+                olds,
+                strict=True,
+            )
+        ]
 
 
 def restore(

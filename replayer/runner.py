@@ -65,7 +65,9 @@ def walk(
     ``items`` holds only what the checkpoint has not acknowledged for that lane.
     """
     flt = selection.flt
-    for partition, files in list_partitions(selection.store, selection.table, flt.since_us, flt.until_us):
+    for partition, files in list_partitions(
+        selection.store, selection.table, flt.since_us, flt.until_us
+    ):
         start = partition.hour_start_us
         if checkpoint.is_done(start):
             continue
@@ -79,8 +81,12 @@ def walk(
             if index > checkpoint.acknowledged(start, lane):
                 dealt[lane].append(Item(index, value))
 
-        def lane_work(lane: int, items: Sequence[Item[T]], stop: threading.Event,
-                      partition: Partition = partition) -> None:
+        def lane_work(
+            lane: int,
+            items: Sequence[Item[T]],
+            stop: threading.Event,
+            partition: Partition = partition,
+        ) -> None:
             work(partition, lane, items, stop)
 
         run_lanes(dealt, lane_work, lanes)

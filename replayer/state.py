@@ -23,11 +23,16 @@ _ROW = "__row"
 
 def state_schema() -> pa.Schema:
     """The state's columns; ``old_image`` is kept for REMOVEs only (conditional deletes need it)."""
-    return pa.schema([
-        pa.field(Col.ITEM_KEY, pa.string()), pa.field(Col.EVENT_NAME, pa.string()),
-        pa.field(Col.KEYS, pa.string()), pa.field(Col.NEW_IMAGE, pa.string()),
-        pa.field(Col.CHANGE_TIME, pa.timestamp("us", tz="UTC")), pa.field(Col.OLD_IMAGE, pa.string()),
-    ])
+    return pa.schema(
+        [
+            pa.field(Col.ITEM_KEY, pa.string()),
+            pa.field(Col.EVENT_NAME, pa.string()),
+            pa.field(Col.KEYS, pa.string()),
+            pa.field(Col.NEW_IMAGE, pa.string()),
+            pa.field(Col.CHANGE_TIME, pa.timestamp("us", tz="UTC")),
+            pa.field(Col.OLD_IMAGE, pa.string()),
+        ]
+    )
 
 
 def fold(state: pa.Table | None, changes: pa.Table) -> pa.Table:
@@ -38,11 +43,16 @@ def fold(state: pa.Table | None, changes: pa.Table) -> pa.Table:
     """
     empty = pa.scalar(None, pa.string())
     if Col.OLD_IMAGE in changes.column_names:
-        removed = pc.if_else(pc.equal(changes.column(Col.EVENT_NAME), "REMOVE"),
-                             changes.column(Col.OLD_IMAGE), empty)
+        removed = pc.if_else(
+            pc.equal(changes.column(Col.EVENT_NAME), "REMOVE"), changes.column(Col.OLD_IMAGE), empty
+        )
     else:
         removed = pa.nulls(changes.num_rows, pa.string())
-    changes = changes.select(list(STATE_COLUMNS)).append_column(Col.OLD_IMAGE, removed).cast(state_schema())
+    changes = (
+        changes.select(list(STATE_COLUMNS))
+        .append_column(Col.OLD_IMAGE, removed)
+        .cast(state_schema())
+    )
     combined = changes if state is None else pa.concat_tables([state, changes])
     if combined.num_rows == 0:
         return combined

@@ -42,15 +42,24 @@ class TableCheck:
     first_change_us: int | None = None
     last_change_us: int | None = None
     schema_versions: set[int] = field(default_factory=set)
-    shards: dict[str, str] = field(default_factory=dict)  # shard -> highest archived sequence (padded)
+    shards: dict[str, str] = field(
+        default_factory=dict
+    )  # shard -> highest archived sequence (padded)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "table": self.table, "files": self.files, "bytes": self.bytes, "rows": self.rows,
-            "events": self.events, "duplicates": self.duplicates, "first_change_us": self.first_change_us,
-            "last_change_us": self.last_change_us, "schema_versions": sorted(self.schema_versions),
-            "shards": len(self.shards), "problems": self.problems,
+            "table": self.table,
+            "files": self.files,
+            "bytes": self.bytes,
+            "rows": self.rows,
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "first_change_us": self.first_change_us,
+            "last_change_us": self.last_change_us,
+            "schema_versions": sorted(self.schema_versions),
+            "shards": len(self.shards),
+            "problems": self.problems,
         }
 
 
@@ -89,8 +98,12 @@ def _check_partition(store: ArchiveStore, files: list[Any], check: TableCheck) -
         times = table.column(Col.CHANGE_TIME).cast(pa.int64()).to_pylist()
         if times:
             low, high = min(times), max(times)
-            check.first_change_us = low if check.first_change_us is None else min(check.first_change_us, low)
-            check.last_change_us = high if check.last_change_us is None else max(check.last_change_us, high)
+            check.first_change_us = (
+                low if check.first_change_us is None else min(check.first_change_us, low)
+            )
+            check.last_change_us = (
+                high if check.last_change_us is None else max(check.last_change_us, high)
+            )
         shards = table.column(Col.SHARD_ID).to_pylist()
         sequences = table.column(Col.SEQUENCE_NUMBER).to_pylist()
         last_in_file: dict[str, str] = {}
@@ -99,13 +112,17 @@ def _check_partition(store: ArchiveStore, files: list[Any], check: TableCheck) -
                 continue
             previous = last_in_file.get(shard)
             if previous is not None and sequence <= previous:
-                check.problems.append(f"{name}: shard {shard}: sequence {sequence.lstrip('0')} does not "
-                                      f"follow {previous.lstrip('0')}")
+                check.problems.append(
+                    f"{name}: shard {shard}: sequence {sequence.lstrip('0')} does not "
+                    f"follow {previous.lstrip('0')}"
+                )
             last_in_file[shard] = sequence
             other = seen.setdefault(f"{shard}/{sequence}", event)
             if other != event:
-                check.problems.append(f"{name}: shard {shard}: sequence {sequence.lstrip('0')} holds two "
-                                      f"different events ({other}, {event})")
+                check.problems.append(
+                    f"{name}: shard {shard}: sequence {sequence.lstrip('0')} holds two "
+                    f"different events ({other}, {event})"
+                )
             if sequence > check.shards.get(shard, ""):
                 check.shards[shard] = sequence
     check.events += len(ids)
@@ -129,12 +146,16 @@ def _check_checkpoints(store: ArchiveStore, report: VerifyReport, table: str | N
         if table is not None and f":table/{table}/stream/" not in str(data.get("stream_arn", "")):
             continue
         for gap in data.get("gaps", []):
-            report.problems.append(f"{where}: records of shard {gap.get('shard')} after sequence "
-                                   f"{gap.get('after_sequence')} were lost ({gap.get('reason')})")
+            report.problems.append(
+                f"{where}: records of shard {gap.get('shard')} after sequence "
+                f"{gap.get('after_sequence')} were lost ({gap.get('reason')})"
+            )
         for shard, position in (data.get("positions") or {}).items():
             if pad_sequence(str(position)) > archived.get(shard, ""):
-                report.problems.append(f"{where}: shard {shard} is checkpointed at {position}, beyond the "
-                                       "archived data: records between them are missing")
+                report.problems.append(
+                    f"{where}: shard {shard} is checkpointed at {position}, beyond the "
+                    "archived data: records between them are missing"
+                )
 
 
 def verify(store: ArchiveStore, table: str | None = None) -> VerifyReport:

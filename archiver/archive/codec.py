@@ -41,10 +41,21 @@ __all__ = [
     "write_parquet",
 ]
 
-_DICTIONARY_COLUMNS = [Col.EVENT_NAME, Col.EVENT_SOURCE, Col.STREAM_ARN, Col.STREAM_VIEW_TYPE,
-                       Col.AWS_REGION, Col.SHARD_ID]
-_STATISTICS_COLUMNS = [Col.EVENT_NAME, Col.SEQUENCE_NUMBER, Col.CHANGE_TIME, Col.SIZE_BYTES,
-                       Col.TTL_DELETE]
+_DICTIONARY_COLUMNS = [
+    Col.EVENT_NAME,
+    Col.EVENT_SOURCE,
+    Col.STREAM_ARN,
+    Col.STREAM_VIEW_TYPE,
+    Col.AWS_REGION,
+    Col.SHARD_ID,
+]
+_STATISTICS_COLUMNS = [
+    Col.EVENT_NAME,
+    Col.SEQUENCE_NUMBER,
+    Col.CHANGE_TIME,
+    Col.SIZE_BYTES,
+    Col.TTL_DELETE,
+]
 _IMAGE_KEYS = ("Keys", "NewImage", "OldImage")
 
 
@@ -121,12 +132,25 @@ def encode_records(
     else:
         new_plain = old_plain = [None] * len(records)
     columns: dict[str, list[Any]] = {
-        Col.EVENT_ID: event_ids, Col.EVENT_NAME: names, Col.EVENT_SOURCE: sources,
-        Col.SEQUENCE_NUMBER: sequences, Col.CHANGE_TIME: times, Col.STREAM_ARN: arns,
-        Col.STREAM_VIEW_TYPE: views, Col.SIZE_BYTES: sizes, Col.AWS_REGION: regions,
-        Col.USER_IDENTITY: identities, Col.TTL_DELETE: ttl, Col.SHARD_ID: shards,
-        Col.KEYS: keys, Col.KEYS_PLAIN: keys_plain, Col.ITEM_KEY: item_keys, Col.NEW_IMAGE: new_images,
-        Col.OLD_IMAGE: old_images, Col.NEW_IMAGE_PLAIN: new_plain, Col.OLD_IMAGE_PLAIN: old_plain,
+        Col.EVENT_ID: event_ids,
+        Col.EVENT_NAME: names,
+        Col.EVENT_SOURCE: sources,
+        Col.SEQUENCE_NUMBER: sequences,
+        Col.CHANGE_TIME: times,
+        Col.STREAM_ARN: arns,
+        Col.STREAM_VIEW_TYPE: views,
+        Col.SIZE_BYTES: sizes,
+        Col.AWS_REGION: regions,
+        Col.USER_IDENTITY: identities,
+        Col.TTL_DELETE: ttl,
+        Col.SHARD_ID: shards,
+        Col.KEYS: keys,
+        Col.KEYS_PLAIN: keys_plain,
+        Col.ITEM_KEY: item_keys,
+        Col.NEW_IMAGE: new_images,
+        Col.OLD_IMAGE: old_images,
+        Col.NEW_IMAGE_PLAIN: new_plain,
+        Col.OLD_IMAGE_PLAIN: old_plain,
         Col.ENVELOPE: envelopes,
     }
     for col in promoted:
@@ -174,7 +198,9 @@ def _attribute(record: ChangeRecord, name: str) -> dict[str, Any] | None:
     return None
 
 
-def read_archive_file(source: str | IO[bytes], name: str, columns: list[str] | None = None) -> pa.Table:
+def read_archive_file(
+    source: str | IO[bytes], name: str, columns: list[str] | None = None
+) -> pa.Table:
     """Read one archive file after checking that it is one, of a version we know.
 
     Raises
@@ -199,11 +225,15 @@ def check_schema_version(schema: pa.Schema, name: str) -> int:
     """The file's schema version, or FormatError/SchemaVersionError naming the file."""
     raw = (schema.metadata or {}).get(METADATA_SCHEMA_VERSION)
     if raw is None:
-        raise FormatError(f"{name}: not an archive file (no {METADATA_SCHEMA_VERSION.decode()} metadata)")
+        raise FormatError(
+            f"{name}: not an archive file (no {METADATA_SCHEMA_VERSION.decode()} metadata)"
+        )
     try:
         version = int(raw)
     except ValueError:
-        raise FormatError(f"{name}: unknown schema version {raw.decode(errors='replace')!r}") from None
+        raise FormatError(
+            f"{name}: unknown schema version {raw.decode(errors='replace')!r}"
+        ) from None
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{name}: written with archive schema version {version}; this version reads up to "

@@ -23,11 +23,11 @@ __all__ = [
     "KEY_TYPES",
     "check_image",
     "check_keys",
-    "valid_image",
-    "valid_keys",
     "json_number",
     "plain_json",
     "plain_value",
+    "valid_image",
+    "valid_keys",
 ]
 
 ATTRIBUTE_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
@@ -94,7 +94,9 @@ def _check_value(av: Any) -> None:
                 raise _Invalid(f"S must hold a string, got {_describe(v)}")
         elif tag == "N":
             if type(v) is not str or not _is_number(v):
-                raise _Invalid(f"N must hold a number of at most 38 digits as text, got {_describe(v)}")
+                raise _Invalid(
+                    f"N must hold a number of at most 38 digits as text, got {_describe(v)}"
+                )
         elif tag == "M":
             if type(v) is not dict:
                 raise _Invalid(f"M must hold a map, got {_describe(v)}")
@@ -187,12 +189,7 @@ def _valid_other(tag: str, v: Any) -> bool:
     if tag == "M":
         return v.__class__ is dict and _valid_map(v)
     if tag == "L":
-        if v.__class__ is not list:
-            return False
-        for item in v:
-            if not _valid_value(item):
-                return False
-        return True
+        return v.__class__ is list and all(_valid_value(item) for item in v)
     if tag == "BOOL":
         return v is True or v is False
     if tag == "NULL":
@@ -202,9 +199,15 @@ def _valid_other(tag: str, v: Any) -> bool:
     if tag == "SS":
         return v.__class__ is list and bool(v) and all(x.__class__ is str for x in v)
     if tag == "NS":
-        return v.__class__ is list and bool(v) and all(x.__class__ is str and _valid_number(x) for x in v)
+        return (
+            v.__class__ is list
+            and bool(v)
+            and all(x.__class__ is str and _valid_number(x) for x in v)
+        )
     if tag == "BS":
-        return v.__class__ is list and bool(v) and all(x.__class__ is str and _is_base64(x) for x in v)
+        return (
+            v.__class__ is list and bool(v) and all(x.__class__ is str and _is_base64(x) for x in v)
+        )
     return False
 
 
@@ -251,7 +254,7 @@ def valid_keys(keys: Any) -> bool:
     for av in keys.values():
         if av.__class__ is not dict or len(av) != 1:
             return False
-        [(tag, v)] = av.items()
+        [tag] = av
         if tag not in KEY_TYPES or not _valid_value(av):
             return False
     return True

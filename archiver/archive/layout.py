@@ -25,9 +25,9 @@ __all__ = [
     "dead_letter_key",
     "object_name",
     "parse_data_key",
-    "redrive_dead_letter_key",
     "partition_of",
     "partitions_between",
+    "redrive_dead_letter_key",
     "table_prefix",
     "validate_table_name",
 ]
@@ -136,6 +136,8 @@ def redrive_dead_letter_key(table: str, digest: str) -> str:
 
 def dead_letter_key(table: str | None, day: str | None, digest: str) -> str:
     """Where a batch's undecodable records go; ``table``/``day`` when they are known."""
-    table_part = f"table_name={table}/" if table and _TABLE_NAME.fullmatch(table) else "table_name=_unknown/"
+    table_part = (
+        f"table_name={table}/" if table and _TABLE_NAME.fullmatch(table) else "table_name=_unknown/"
+    )
     day_part = f"dt={day}/" if day else "dt=_unknown/"
     return f"{DEAD_LETTER_PREFIX}{table_part}{day_part}{digest}.jsonl"

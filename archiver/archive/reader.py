@@ -7,8 +7,8 @@ inclusive) prunes partitions by their path before any file is opened.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,10 +28,10 @@ __all__ = [
     "ORDER_COLUMNS",
     "REPLAY_COLUMNS",
     "EventFilter",
-    "in_slice",
-    "key_hash",
     "TableSummary",
+    "in_slice",
     "iter_events",
+    "key_hash",
     "list_partitions",
     "list_tables",
     "read_partition",
@@ -39,8 +39,15 @@ __all__ = [
 ]
 
 # What ordering and filtering need, whatever else a reader asks for.
-ORDER_COLUMNS = [Col.EVENT_ID, Col.EVENT_NAME, Col.EVENT_SOURCE, Col.SEQUENCE_NUMBER, Col.CHANGE_TIME,
-                 Col.KEYS_PLAIN, Col.ITEM_KEY]
+ORDER_COLUMNS = [
+    Col.EVENT_ID,
+    Col.EVENT_NAME,
+    Col.EVENT_SOURCE,
+    Col.SEQUENCE_NUMBER,
+    Col.CHANGE_TIME,
+    Col.KEYS_PLAIN,
+    Col.ITEM_KEY,
+]
 REPLAY_COLUMNS = [*ORDER_COLUMNS, Col.KEYS, Col.NEW_IMAGE, Col.OLD_IMAGE, Col.ENVELOPE]
 
 
@@ -68,7 +75,7 @@ class EventFilter:
 def list_tables(store: ArchiveStore) -> list[str]:
     """The tables an archive holds data for."""
     prefix = PARTITION_COLUMNS[0] + "="
-    return [d[len(prefix):] for d in store.list_dirs("") if d.startswith(prefix)]
+    return [d[len(prefix) :] for d in store.list_dirs("") if d.startswith(prefix)]
 
 
 def _day(us: int) -> str:
@@ -130,7 +137,9 @@ def read_partition(
     if mask is not None:
         table = table.filter(mask)
     if flt.key is not None:
-        table = table.filter(pa.array(_key_matches(table.column(Col.KEYS_PLAIN).to_pylist(), flt.key)))
+        table = table.filter(
+            pa.array(_key_matches(table.column(Col.KEYS_PLAIN).to_pylist(), flt.key))
+        )
     if flt.slice is not None:
         index, count = flt.slice
         keys = table.column(Col.ITEM_KEY).to_pylist()
@@ -150,7 +159,9 @@ def _key_matches(keys_plain: list[str], wanted: dict[str, Any]) -> list[bool]:
     return out
 
 
-def iter_events(store: ArchiveStore, table: str, flt: EventFilter = EventFilter()) -> Iterator[dict[str, Any]]:
+def iter_events(
+    store: ArchiveStore, table: str, flt: EventFilter = EventFilter()
+) -> Iterator[dict[str, Any]]:
     """The table's stream records in archive order, each exactly as it arrived."""
     for _, files in list_partitions(store, table, flt.since_us, flt.until_us):
         yield from stream_records(read_partition(store, files, flt))

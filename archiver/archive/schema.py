@@ -64,12 +64,25 @@ _STRING = pa.string()
 COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     (Col.EVENT_ID, _STRING, False, "The stream record's eventID; unique per change."),
     (Col.EVENT_NAME, _STRING, False, "INSERT, MODIFY or REMOVE."),
-    (Col.EVENT_SOURCE, _STRING, False, "aws:dynamodb, or aws:kinesis for Kinesis-delivered changes."),
-    (Col.SEQUENCE_NUMBER, _STRING, False,
-     "The source's sequence number, zero-padded (40 digits for DynamoDB Streams, 128 for Kinesis)"
-     " so that text order is numeric order."),
-    (Col.CHANGE_TIME, pa.timestamp("us", tz="UTC"), False,
-     "ApproximateCreationDateTime: when the change was made, UTC."),
+    (
+        Col.EVENT_SOURCE,
+        _STRING,
+        False,
+        "aws:dynamodb, or aws:kinesis for Kinesis-delivered changes.",
+    ),
+    (
+        Col.SEQUENCE_NUMBER,
+        _STRING,
+        False,
+        "The source's sequence number, zero-padded (40 digits for DynamoDB Streams, 128 for Kinesis)"
+        " so that text order is numeric order.",
+    ),
+    (
+        Col.CHANGE_TIME,
+        pa.timestamp("us", tz="UTC"),
+        False,
+        "ApproximateCreationDateTime: when the change was made, UTC.",
+    ),
     (Col.STREAM_ARN, _STRING, True, "eventSourceARN: the DynamoDB stream (or Kinesis stream) ARN."),
     (Col.STREAM_VIEW_TYPE, _STRING, True, "KEYS_ONLY, NEW_IMAGE, OLD_IMAGE or NEW_AND_OLD_IMAGES."),
     (Col.SIZE_BYTES, pa.int64(), True, "SizeBytes of the stream record."),
@@ -79,15 +92,23 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     (Col.SHARD_ID, _STRING, True, "Stream shard the record was read from, when known (poller)."),
     (Col.KEYS, _STRING, False, "Keys as DynamoDB JSON (typed)."),
     (Col.KEYS_PLAIN, _STRING, False, "Keys as plain JSON."),
-    (Col.ITEM_KEY, _STRING, False,
-     "The item's key as canonical DynamoDB JSON (attribute names sorted): equal for every change "
-     "of one item, for grouping by item."),
+    (
+        Col.ITEM_KEY,
+        _STRING,
+        False,
+        "The item's key as canonical DynamoDB JSON (attribute names sorted): equal for every change "
+        "of one item, for grouping by item.",
+    ),
     (Col.NEW_IMAGE, _STRING, True, "NewImage as DynamoDB JSON (typed); null when absent."),
     (Col.OLD_IMAGE, _STRING, True, "OldImage as DynamoDB JSON (typed); null when absent."),
     (Col.NEW_IMAGE_PLAIN, _STRING, True, "NewImage as plain JSON, when enabled."),
     (Col.OLD_IMAGE_PLAIN, _STRING, True, "OldImage as plain JSON, when enabled."),
-    (Col.ENVELOPE, _STRING, False,
-     "The stream record as it arrived, minus its images, as JSON; replay rebuilds the record from it."),
+    (
+        Col.ENVELOPE,
+        _STRING,
+        False,
+        "The stream record as it arrived, minus its images, as JSON; replay rebuilds the record from it.",
+    ),
 )
 BASE_COLUMN_NAMES = frozenset(name for name, *_ in COLUMNS) | set(PARTITION_COLUMNS)
 
@@ -121,8 +142,12 @@ class PromotedColumn:
     def arrow_type(self) -> pa.DataType:
         if self.type_name == "decimal":
             return pa.decimal128(self.precision, self.scale)
-        return {"string": pa.string(), "bigint": pa.int64(), "double": pa.float64(),
-                "boolean": pa.bool_()}[self.type_name]
+        return {
+            "string": pa.string(),
+            "bigint": pa.int64(),
+            "double": pa.float64(),
+            "boolean": pa.bool_(),
+        }[self.type_name]
 
     @property
     def athena_type(self) -> str:
@@ -214,5 +239,8 @@ def arrow_schema(promoted: tuple[PromotedColumn, ...] = ()) -> pa.Schema:
     fields = [pa.field(name, kind, nullable=nullable) for name, kind, nullable, _ in COLUMNS]
     fields += [pa.field(col.column, col.arrow_type) for col in promoted]
     spec = ",".join(f"{c.column}={c.attribute}:{c.athena_type}" for c in promoted)
-    metadata = {METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(), METADATA_PROMOTED: spec.encode()}
+    metadata = {
+        METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(),
+        METADATA_PROMOTED: spec.encode(),
+    }
     return pa.schema(fields, metadata=metadata)

@@ -10,7 +10,7 @@ replaces an object of the same key whole (readers never see a partial file).
 from __future__ import annotations
 
 import builtins
-
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -64,7 +64,12 @@ class ArchiveStore(Protocol):
 def check_key(key: str) -> str:
     """Refuse keys that could escape the archive root or confuse a filesystem."""
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
+    if (
+        not key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts[:-1])
+        or parts[-1] in (".", "..")
+    ):
         raise InvalidNameError(f"invalid object key {key!r}")
     if "\\" in key or "\x00" in key:
         raise InvalidNameError(f"invalid object key {key!r}")
@@ -73,7 +78,7 @@ def check_key(key: str) -> str:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
-    rest = uri[len("s3://"):]
+    rest = uri[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise InvalidNameError(f"invalid archive URI {uri!r}: expected s3://bucket[/prefix]")
@@ -218,14 +223,14 @@ class FsspecStore:
             entries = self._call("list", path, self.fs.ls, path, detail=True)
         except FileNotFoundError:
             return []
-        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory")
+        return sorted(
+            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
+        )
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        try:
+        with contextlib.suppress(FileNotFoundError):  # already gone is what was asked
             self._call("delete", path, self.fs.rm_file, path)
-        except FileNotFoundError:
-            pass
 
 
 def open_store(uri: str, *, s3_additional_kwargs: dict[str, str] | None = None) -> ArchiveStore:
@@ -247,5 +252,7 @@ def open_store(uri: str, *, s3_additional_kwargs: dict[str, str] | None = None) 
         )
         return FsspecStore(fs, f"{bucket}/{prefix}".rstrip("/"), uri)
     if "://" in uri and not uri.startswith("file://"):
-        raise InvalidNameError(f"unsupported archive URI {uri!r}: use s3://bucket/prefix or a local path")
+        raise InvalidNameError(
+            f"unsupported archive URI {uri!r}: use s3://bucket/prefix or a local path"
+        )
     return LocalStore(uri.removeprefix("file://"))

@@ -61,13 +61,14 @@ class Archive:
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     orders = TableHistory("orders", seed=5, start=START, seconds_per_change=20).changes(1500)
-    customers = TableHistory("customers", seed=6, start=START, key_names=("id",), items=30,
-                             seconds_per_change=60).changes(300)
+    customers = TableHistory(
+        "customers", seed=6, start=START, key_names=("id",), items=30, seconds_per_change=60
+    ).changes(300)
     root = tmp_path_factory.mktemp("athena-docs") / "archive"
     store = LocalStore(root)
     options = ArchiveOptions(parse_promoted_columns(PROMOTED), plain_images=True)
-    deliveries = [orders[i:i + 100] for i in range(0, len(orders), 100)]
-    deliveries += [customers[i:i + 100] for i in range(0, len(customers), 100)]
+    deliveries = [orders[i : i + 100] for i in range(0, len(orders), 100)]
+    deliveries += [customers[i : i + 100] for i in range(0, len(customers), 100)]
     # Lambda retrying with other batch boundaries: these changes are archived twice.
     deliveries += [orders[50:180], orders[1250:1330]]
     for batch in deliveries:
@@ -101,6 +102,7 @@ def run(con: duckdb.DuckDBPyConnection, title: str) -> list[dict[str, Any]]:
 
 # --- facts from the raw records --------------------------------------------------------------
 
+
 def when(record: dict[str, Any]) -> datetime:
     return datetime.fromtimestamp(record["dynamodb"]["ApproximateCreationDateTime"], UTC)
 
@@ -132,11 +134,13 @@ def key_of(keys: dict[str, Any]) -> tuple[Any, ...]:
 
 # --- one check per query --------------------------------------------------------------------
 
+
 def check_item_history(rows: list[dict[str, Any]], archive: Archive) -> None:
     expected = item_records(archive)
     assert len(expected) >= 5  # the docs' item has a history worth showing
-    got = [(int(r["sequence_number"]), r["change_time"], r["event_name"], r["status"])
-           for r in rows]
+    got = [
+        (int(r["sequence_number"]), r["change_time"], r["event_name"], r["status"]) for r in rows
+    ]
     assert got == [
         (seq(r), when(r), r["eventName"], (image(r) or {}).get("status", {}).get("S"))
         for r in expected
@@ -189,8 +193,11 @@ def check_deletes(rows: list[dict[str, Any]], archive: Archive) -> None:
 
 def check_hourly_volume(rows: list[dict[str, Any]], archive: Archive) -> None:
     expected = Counter(
-        (r["eventSourceARN"].split(":table/")[1].split("/")[0], when(r).strftime("%Y-%m-%d"),
-         when(r).strftime("%H"))
+        (
+            r["eventSourceARN"].split(":table/")[1].split("/")[0],
+            when(r).strftime("%Y-%m-%d"),
+            when(r).strftime("%H"),
+        )
         for r in archive.orders + archive.customers
     )
     assert [(r["table_name"], r["dt"], r["hour"], r["changes"]) for r in rows] == [
@@ -293,11 +300,12 @@ def test_the_archive_holds_duplicates_the_queries_must_remove(
 
 def test_view_columns_are_the_athena_tables(con: duckdb.DuckDBPyConnection) -> None:
     # The files, read as Athena reads them, have exactly the generated table's columns.
-    table = athena_table("s3://bucket/archive", promoted=parse_promoted_columns(PROMOTED),
-                         first_day=DAYS[0])
+    table = athena_table(
+        "s3://bucket/archive", promoted=parse_promoted_columns(PROMOTED), first_day=DAYS[0]
+    )
     view = f"{DEFAULT_DATABASE}.{DEFAULT_TABLE}"
     described = [row[0] for row in con.execute(f"DESCRIBE {view}").fetchall()]
     data_columns = [c.name for c in table.columns]
-    assert described[:len(data_columns)] == data_columns
+    assert described[: len(data_columns)] == data_columns
     # DuckDB appends the hive partition columns in its own order
-    assert sorted(described[len(data_columns):]) == sorted(c.name for c in table.partition_keys)
+    assert sorted(described[len(data_columns) :]) == sorted(c.name for c in table.partition_keys)

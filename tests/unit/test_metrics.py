@@ -50,8 +50,12 @@ EMF_SCHEMA: dict[str, Any] = {
                             "Dimensions": {
                                 "type": "array",
                                 "minItems": 1,
-                                "items": {"type": "array", "minItems": 0, "maxItems": 9,
-                                          "items": NAME},
+                                "items": {
+                                    "type": "array",
+                                    "minItems": 0,
+                                    "maxItems": 9,
+                                    "items": NAME,
+                                },
                             },
                             "Metrics": {
                                 "type": "array",
@@ -91,10 +95,15 @@ def validate(document: dict[str, Any]) -> None:
 
 
 def report(**fields: Any) -> ArchiveReport:
-    values: dict[str, Any] = {"received": 120, "archived": 110, "dead_lettered": 4,
-                              "files": ["a", "b", "c"], "bytes_written": 98_765,
-                              "failed_positions": {117, 118, 119, 116, 115, 114},
-                              "oldest_change_us": 1_795_000_000_123_456}
+    values: dict[str, Any] = {
+        "received": 120,
+        "archived": 110,
+        "dead_lettered": 4,
+        "files": ["a", "b", "c"],
+        "bytes_written": 98_765,
+        "failed_positions": {117, 118, 119, 116, 115, 114},
+        "oldest_change_us": 1_795_000_000_123_456,
+    }
     values.update(fields)
     return ArchiveReport(**values)
 
@@ -114,18 +123,30 @@ def test_invocation_metrics_values() -> None:
 
 
 def test_no_iterator_age_without_a_change_time_and_never_negative() -> None:
-    names = [m.name for m in invocation_metrics(report(oldest_change_us=None),
-                                                write_latency_ms=1, now_ms=NOW_MS)]
+    names = [
+        m.name
+        for m in invocation_metrics(
+            report(oldest_change_us=None), write_latency_ms=1, now_ms=NOW_MS
+        )
+    ]
     assert "IteratorAgeMs" not in names
     future = report(oldest_change_us=(NOW_MS + 5_000) * 1000)  # clocks disagree
-    [age] = [m for m in invocation_metrics(future, write_latency_ms=1, now_ms=NOW_MS)
-             if m.name == "IteratorAgeMs"]
+    [age] = [
+        m
+        for m in invocation_metrics(future, write_latency_ms=1, now_ms=NOW_MS)
+        if m.name == "IteratorAgeMs"
+    ]
     assert age.value == 0
 
 
 def test_emf_line_is_one_valid_document() -> None:
-    line = emf_line(report(), write_latency_ms=5.0, dimensions={"FunctionName": "archiver"},
-                    properties={"RequestId": "r-1"}, clock=lambda: NOW)
+    line = emf_line(
+        report(),
+        write_latency_ms=5.0,
+        dimensions={"FunctionName": "archiver"},
+        properties={"RequestId": "r-1"},
+        clock=lambda: NOW,
+    )
     assert "\n" not in line
     document = json.loads(line)
     validate(document)
@@ -146,8 +167,9 @@ def test_without_a_dimension_the_dimension_set_is_empty() -> None:
 
 
 def test_the_validator_catches_what_the_specification_forbids() -> None:
-    good = emf_document([Metric("A", "Count", 1)], dimensions={"Table": "orders"},
-                        timestamp_ms=NOW_MS)
+    good = emf_document(
+        [Metric("A", "Count", 1)], dimensions={"Table": "orders"}, timestamp_ms=NOW_MS
+    )
     validate(good)
     broken: list[Callable[[dict[str, Any]], None]] = [
         lambda d: d.pop("A"),  # a metric without a value
@@ -186,7 +208,9 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_handler_prints_one_emf_line_per_invocation(
-    local_archive: str, lambda_env: LambdaEnv, fixed_clock: None,
+    local_archive: str,
+    lambda_env: LambdaEnv,
+    fixed_clock: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Given a batch of 60 changes and one record that cannot be decoded
@@ -232,8 +256,11 @@ def test_handler_metrics_can_be_turned_off(
 
 
 def test_handler_metrics_namespace_is_configurable(
-    local_archive: str, lambda_env: LambdaEnv, fixed_clock: None,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    local_archive: str,
+    lambda_env: LambdaEnv,
+    fixed_clock: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Without a context, the function name comes from Lambda's own environment variable
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "from-env")
@@ -248,8 +275,11 @@ def test_handler_metrics_namespace_is_configurable(
 
 
 def test_handler_counts_records_it_could_not_write(
-    lambda_env: LambdaEnv, closed_endpoint: str, fixed_clock: None,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    lambda_env: LambdaEnv,
+    closed_endpoint: str,
+    fixed_clock: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given an S3 endpoint that refuses connections
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", closed_endpoint)
