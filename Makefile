@@ -24,7 +24,7 @@ $(DDB_LOCAL):
 
 servers: $(DDB_LOCAL)
 
-demo: venv
+demo: venv servers
 	$(BIN)/python -m devkit.demo
 
 test: venv servers

@@ -3,7 +3,8 @@
 Starts a local S3 (SeaweedFS), generates stream traffic for two tables,
 archives it through the Lambda handler into S3 and into a local folder,
 lists the archive, replays a time window, queries the Parquet with DuckDB,
-and stops the server it started.
+restores the table as it was at a moment into DynamoDB Local, and stops the
+servers it started.
 """
 
 from __future__ import annotations
@@ -56,6 +57,79 @@ def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[
         records += len(event["Records"])  # type: ignore[arg-type]
         failures += len(response["batchItemFailures"])
     return records, failures, time.perf_counter() - started
+
+
+def restore_demo(
+    uri: str, records: list[dict[str, object]], env: dict[str, str], until: str
+) -> None:
+    """Rebuild the orders table as it was at `until` in DynamoDB Local, and check it."""
+    from devkit.servers import DynamoDBLocal, ServerError
+    from replayer.window import parse_time
+
+    try:
+        ddb = DynamoDBLocal().start()
+    except ServerError as err:
+        say(f"skipping the restore step: {err}")
+        return
+    try:
+        client = ddb.client()
+        client.create_table(
+            TableName="orders-restored",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        say(
+            f"replayer restore --table orders --into orders-restored --until {until} "
+            f"(DynamoDB Local at {ddb.endpoint})"
+        )
+        print(
+            run_cli(
+                [
+                    "replayer",
+                    "restore",
+                    "--archive",
+                    uri,
+                    "--table",
+                    "orders",
+                    "--into",
+                    "orders-restored",
+                    "--until",
+                    until,
+                ],
+                {**env, **ddb.env()},
+            ),
+            end="",
+        )
+        limit = parse_time(until) // 10**6
+        expected: dict[bytes, object] = {}
+        for record in records:
+            change = record["dynamodb"]  # type: ignore[index]
+            if change["ApproximateCreationDateTime"] > limit:  # type: ignore[index]
+                break
+            key = orjson.dumps(change["Keys"], option=orjson.OPT_SORT_KEYS)  # type: ignore[index]
+            if record["eventName"] == "REMOVE":
+                expected.pop(key, None)
+            else:
+                expected[key] = change["NewImage"]  # type: ignore[index]
+        count = sum(
+            page["Count"]
+            for page in client.get_paginator("scan").paginate(
+                TableName="orders-restored", Select="COUNT"
+            )
+        )
+        say(
+            f"the restored table holds {count} items; the stream's history says {len(expected)} "
+            f"existed at {until}"
+        )
+    finally:
+        ddb.stop()
 
 
 def main() -> int:
@@ -161,7 +235,8 @@ def main() -> int:
             f"promoted columns are typed: top customer by inserted order amount is {top[0]} "
             f"with {top[1]} (decimal(18,2))"
         )
-    say("stopped the local S3; the local archive stays in ./demo-archive/ for you to explore")
+        restore_demo(uri, order_records, env, until)
+    say("stopped the local servers; the local archive stays in ./demo-archive/ for you to explore")
     return 0
 
 
