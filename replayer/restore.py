@@ -40,6 +40,7 @@ EXPORT_OVERLAP_US = 60_000_000
 _NO_NEW_IMAGES = {"KEYS_ONLY", "OLD_IMAGE"}
 _STATE_PARTITION = -1
 _EXPORT_PARTITION = -2
+OPS_PER_ROUND = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,30 +244,35 @@ class _Restore:
         if self.checkpoint.is_done(partition_us):
             return
         digest = hashlib.blake2b(digest_size=8)
-        for chunk in table.column(Col.ITEM_KEY).chunks:
-            digest.update(chunk.to_string().encode())
+        keys = table.column(Col.ITEM_KEY)
+        for offset in range(0, len(keys), OPS_PER_ROUND):  # every key, a slice at a time
+            digest.update("\0".join(keys.slice(offset, OPS_PER_ROUND).to_pylist()).encode())
         self.checkpoint.begin(partition_us, digest.hexdigest())
-        lanes: list[list[Item[Op]]] = [[] for _ in range(self.options.concurrency)]
-        rows = zip(
-            table.column(Col.ITEM_KEY).to_pylist(),
-            table.column(Col.EVENT_NAME).to_pylist(),
-            table.column(Col.KEYS).to_pylist(),
-            table.column(Col.NEW_IMAGE).to_pylist(),
-            table.column(Col.OLD_IMAGE).to_pylist(),
-            strict=True,
-        )
         attribute = self.options.condition_attribute
-        for index, (ident, name, keys, image, old) in enumerate(rows):
-            if name == "REMOVE" and not deletes:
-                continue
-            lane = lane_of(ident, self.options.concurrency, self.slices)
-            if index > self.checkpoint.acknowledged(partition_us, lane):
-                lanes[lane].append(Item(index, _op(name, keys, image, attribute, old)))
-        run_lanes(
-            lanes,
-            lambda lane, items, stop: self.write_lane(partition_us, lane, items, stop),
-            self.options.concurrency,
-        )
+        # Ops are built a slice of rows at a time: a Python object per item of a large state
+        # would need many times the memory of the Arrow state itself.
+        for offset in range(0, table.num_rows, OPS_PER_ROUND):
+            part = table.slice(offset, OPS_PER_ROUND)
+            lanes: list[list[Item[Op]]] = [[] for _ in range(self.options.concurrency)]
+            rows = zip(
+                part.column(Col.ITEM_KEY).to_pylist(),
+                part.column(Col.EVENT_NAME).to_pylist(),
+                part.column(Col.KEYS).to_pylist(),
+                part.column(Col.NEW_IMAGE).to_pylist(),
+                part.column(Col.OLD_IMAGE).to_pylist(),
+                strict=True,
+            )
+            for index, (ident, name, keys, image, old) in enumerate(rows, offset):
+                if name == "REMOVE" and not deletes:
+                    continue
+                lane = lane_of(ident, self.options.concurrency, self.slices)
+                if index > self.checkpoint.acknowledged(partition_us, lane):
+                    lanes[lane].append(Item(index, _op(name, keys, image, attribute, old)))
+            run_lanes(
+                lanes,
+                lambda lane, items, stop: self.write_lane(partition_us, lane, items, stop),
+                self.options.concurrency,
+            )
         if not self.options.dry_run:
             self.checkpoint.finish_partition(partition_us)
 

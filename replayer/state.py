@@ -19,6 +19,7 @@ __all__ = ["STATE_COLUMNS", "fold", "fold_all", "state_schema"]
 
 STATE_COLUMNS = (Col.ITEM_KEY, Col.EVENT_NAME, Col.KEYS, Col.NEW_IMAGE, Col.CHANGE_TIME)
 _ROW = "__row"
+MIN_FOLD_ROWS = 200_000
 
 
 def state_schema() -> pa.Schema:
@@ -56,17 +57,37 @@ def fold(state: pa.Table | None, changes: pa.Table) -> pa.Table:
     combined = changes if state is None else pa.concat_tables([state, changes])
     if combined.num_rows == 0:
         return combined
-    combined = combined.append_column(_ROW, pa.array(range(combined.num_rows), pa.int64()))
+    ones = pa.repeat(pa.scalar(1, pa.int64()), combined.num_rows)
+    numbers = pc.subtract(pc.cumulative_sum(ones), 1)  # 0 .. n-1, built in C
+    combined = combined.append_column(_ROW, numbers)
     last = combined.group_by(Col.ITEM_KEY, use_threads=False).aggregate([(_ROW, "max")])
     rows = pc.sort_indices(last.column(f"{_ROW}_max"))
     return combined.take(last.column(f"{_ROW}_max").take(rows)).drop_columns([_ROW])
 
 
-def fold_all(tables: Iterable[pa.Table], state: pa.Table | None = None) -> pa.Table:
-    """Fold every table in order; the result is sorted by item key (a stable order for lanes)."""
+def fold_all(
+    tables: Iterable[pa.Table], state: pa.Table | None = None, min_rows: int = MIN_FOLD_ROWS
+) -> pa.Table:
+    """Fold every table in order; the result is sorted by item key (a stable order for lanes).
+
+    Each fold copies the state, so changes are gathered until they are about as
+    many rows as the state (and at least ``min_rows``) before folding: the
+    cost stays proportional to the changes, not to partitions times state.
+    Memory holds the state plus about as many pending rows.
+    """
+    pending: list[pa.Table] = []
+    pending_rows = 0
     for table in tables:
-        if table.num_rows:
-            state = fold(state, table)
+        if not table.num_rows:
+            continue
+        pending.append(table)
+        pending_rows += table.num_rows
+        if pending_rows >= max(min_rows, state.num_rows if state is not None else 0):
+            state = fold(state, pa.concat_tables(pending, promote_options="permissive"))
+            pending, pending_rows = [], 0
+            pa.default_memory_pool().release_unused()  # keep RSS at what Arrow holds
+    if pending:
+        state = fold(state, pa.concat_tables(pending, promote_options="permissive"))
     if state is None:
         return state_schema().empty_table()
     return state.take(pc.sort_indices(state, sort_keys=[(Col.ITEM_KEY, "ascending")]))

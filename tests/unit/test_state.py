@@ -106,17 +106,17 @@ def histories(draw: st.DrawFn) -> tuple[list[list[dict[str, Any]]], list[dict[st
     return partitions, base
 
 
-@given(histories())
+@given(histories(), st.sampled_from([1, 3, 200_000]))
 @settings(max_examples=200, deadline=None)
 def test_fold_all_is_the_last_change_of_every_item(
-    history: tuple[list[list[dict[str, Any]]], list[dict[str, Any]]],
+    history: tuple[list[list[dict[str, Any]]], list[dict[str, Any]]], min_rows: int
 ) -> None:
     # Given partitions of ordered changes, and maybe a base state (an export)
     partitions, base = history
     base_table = state_table(base) if base else None
 
-    # When they are folded column-wise
-    result = fold_all((table(p) for p in partitions), base_table)
+    # When they are folded column-wise, gathering changes into folds of any size
+    result = fold_all((table(p) for p in partitions), base_table, min_rows=min_rows)
 
     # Then each item's row is its last change (REMOVEs kept as tombstones), sorted by item key
     assert rows_of(result) == python_fold(partitions, base)
