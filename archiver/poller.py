@@ -145,7 +145,9 @@ class Poller:
         self.status_interval = status_interval
         self.on_flush = on_flush
         self.shards: dict[str, _ShardState] = {}
-        self.buffer: list[dict[str, Any]] = []
+        # Records are buffered as JSON text: a parsed record costs about 20 times its size in
+        # Python objects and makes every garbage collection walk the whole buffer.
+        self.buffer: list[str] = []
         self.buffer_shards: list[str] = []
         self.buffer_bytes = 0
         self.buffer_since: float | None = None
@@ -317,9 +319,10 @@ class Poller:
         if self.buffer_since is None:
             self.buffer_since = self.clock()
         for record in records:
-            self.buffer.append(record)
+            text = orjson.dumps(record).decode()
+            self.buffer.append(text)
             self.buffer_shards.append(shard_id)
-            self.buffer_bytes += int(record["dynamodb"].get("SizeBytes") or 0) + 200
+            self.buffer_bytes += len(text)
             stamp = record["dynamodb"].get("ApproximateCreationDateTime")
             if isinstance(stamp, int | float):
                 self.newest_change[shard_id] = max(
@@ -347,7 +350,9 @@ class Poller:
             options = ArchiveOptions(
                 self.options.promoted, self.options.plain_images, self.options.default_table
             )
-            report = archive_records(self.buffer, self.store, options, shard_ids=self.buffer_shards)
+            records = [orjson.loads(text) for text in self.buffer]
+            report = archive_records(records, self.store, options, shard_ids=self.buffer_shards)
+            del records
             if report.failed_positions:
                 log.error(
                     "flush failed; keeping %d records buffered: %s",

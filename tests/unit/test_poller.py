@@ -838,8 +838,9 @@ def test_flushes_on_byte_size(rig: Rig) -> None:
     fake = rig.fake
     fake.records_per_page = 3
     records = fake.add_shard("shard-1", records=8)
-    # each record counts its SizeBytes (100) plus 200: the second page passes 1,500 bytes
-    poller = rig.make(FlushPolicy(max_bytes=1500, max_records=1000, max_age=3600))
+    # each record counts the length of its JSON: the second page passes four records' worth
+    four = sum(len(orjson.dumps(r)) for r in lambda_shape(records)[:4])
+    poller = rig.make(FlushPolicy(max_bytes=four, max_records=1000, max_age=3600))
     rig.stop_when_drained()
 
     poller.run()
