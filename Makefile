@@ -32,6 +32,8 @@ test: venv servers
 
 bench: venv servers
 	$(BIN)/python bench/archiver.py
+	$(BIN)/python bench/replayer.py
+	$(BIN)/python bench/poller.py
 
 lint: venv
 	$(BIN)/ruff check archiver replayer devkit tests bench
