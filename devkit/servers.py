@@ -7,6 +7,7 @@ that point boto3, s3fs and pyarrow at it.
 
 from __future__ import annotations
 
+import abc
 import os
 import random
 import shutil
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 ACCESS_KEY = "devkitAccessKey"  # DynamoDB Local accepts letters and digits only
 SECRET_KEY = "devkitSecretKey"
@@ -26,6 +27,39 @@ REGION = "us-east-1"
 
 class ServerError(RuntimeError):
     """A local server could not be started."""
+
+
+class ProcessServer(abc.ABC):
+    """A server run as a child process: a context manager that starts and stops it."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout = 10.0
+
+    @abc.abstractmethod
+    def start(self) -> Self:
+        """Start the process and wait until it answers."""
+
+    def stop(self) -> None:
+        """Terminate the process, killing it if it does not stop in time."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def _port_free(port: int) -> bool:
@@ -74,7 +108,7 @@ def aws_env(endpoint: str | None = None) -> dict[str, str]:
     return env
 
 
-class SeaweedS3:
+class SeaweedS3(ProcessServer):
     """SeaweedFS's all-in-one ``weed mini`` serving S3 on a free local port."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
@@ -157,28 +191,12 @@ class SeaweedS3:
     def env(self) -> dict[str, str]:
         return aws_env(self.endpoint)
 
+    stop_timeout = 15.0
+
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        super().stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> SeaweedS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_dynamodb_local() -> Path | None:
@@ -194,7 +212,7 @@ def find_dynamodb_local() -> Path | None:
     return jars[-1].parent if jars else None
 
 
-class DynamoDBLocal:
+class DynamoDBLocal(ProcessServer):
     """AWS's DynamoDB Local (DynamoDB and DynamoDB Streams), in memory, on a free local port."""
 
     def __init__(self) -> None:
@@ -256,24 +274,3 @@ class DynamoDBLocal:
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
         }
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def __enter__(self) -> DynamoDBLocal:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
