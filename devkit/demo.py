@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -41,7 +42,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
     return result.stdout
 
 
-def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[int, int, int]:
+def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[int, int, float]:
     """Feed every event to the Lambda handler as Lambda would; return (records, failures, seconds)."""
     from archiver import lambda_handler
 
@@ -60,7 +61,7 @@ def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[
 
 
 def restore_demo(
-    uri: str, records: list[dict[str, object]], env: dict[str, str], until: str
+    uri: str, records: list[dict[str, Any]], env: dict[str, str], until: str
 ) -> None:
     """Rebuild the orders table as it was at `until` in DynamoDB Local, and check it."""
     from devkit.servers import DynamoDBLocal, ServerError
@@ -110,14 +111,14 @@ def restore_demo(
         limit = parse_time(until) // 10**6
         expected: dict[bytes, object] = {}
         for record in records:
-            change = record["dynamodb"]  # type: ignore[index]
-            if change["ApproximateCreationDateTime"] > limit:  # type: ignore[index]
+            change = record["dynamodb"]
+            if change["ApproximateCreationDateTime"] > limit:
                 break
-            key = orjson.dumps(change["Keys"], option=orjson.OPT_SORT_KEYS)  # type: ignore[index]
+            key = orjson.dumps(change["Keys"], option=orjson.OPT_SORT_KEYS)
             if record["eventName"] == "REMOVE":
                 expected.pop(key, None)
             else:
-                expected[key] = change["NewImage"]  # type: ignore[index]
+                expected[key] = change["NewImage"]
         count = sum(
             page["Count"]
             for page in client.get_paginator("scan").paginate(
