@@ -27,7 +27,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -47,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
 sys.path.insert(0, str(ROOT))
+
+from devkit.measure import machine, peak_rss_mb  # noqa: E402 - needs ROOT on sys.path
 
 RESULTS = HERE / "results" / "archiver.json"
 VARIANTS = ("baseline", "handler", "ceiling", "plain")
@@ -83,22 +84,28 @@ def make_records(count: int, seed: int) -> list[dict[str, Any]]:
         def _image(self, key: dict[str, Any], version: int) -> dict[str, Any]:
             rng = self.rng
             image = dict(key)
-            image.update({
-                "status": {"S": rng.choice(STATUSES)},
-                "customer_id": {"S": f"cust-{rng.randrange(500):04d}"},
-                "amount": {"N": f"{rng.randrange(1, 10**5)}.{rng.randrange(100):02d}"},
-                "qty": {"N": str(rng.randrange(1, 50))},
-                "version": {"N": str(version)},
-                "updated_at": {"N": str(int(self.clock))},
-                "gift": {"BOOL": rng.random() < 0.2},
-                "note": {"S": "".join(rng.choice(letters) for _ in range(rng.randrange(10, 50)))},
-                "tags": {"SS": sorted({rng.choice(tags) for _ in range(2)})},
-                "address": {"M": {
-                    "city": {"S": rng.choice(cities)},
-                    "zip": {"N": str(rng.randrange(10000, 99999))},
-                    "apartment": {"NULL": True},
-                }},
-            })
+            image.update(
+                {
+                    "status": {"S": rng.choice(STATUSES)},
+                    "customer_id": {"S": f"cust-{rng.randrange(500):04d}"},
+                    "amount": {"N": f"{rng.randrange(1, 10**5)}.{rng.randrange(100):02d}"},
+                    "qty": {"N": str(rng.randrange(1, 50))},
+                    "version": {"N": str(version)},
+                    "updated_at": {"N": str(int(self.clock))},
+                    "gift": {"BOOL": rng.random() < 0.2},
+                    "note": {
+                        "S": "".join(rng.choice(letters) for _ in range(rng.randrange(10, 50)))
+                    },
+                    "tags": {"SS": sorted({rng.choice(tags) for _ in range(2)})},
+                    "address": {
+                        "M": {
+                            "city": {"S": rng.choice(cities)},
+                            "zip": {"N": str(rng.randrange(10000, 99999))},
+                            "apartment": {"NULL": True},
+                        }
+                    },
+                }
+            )
             return image
 
     # 500 items: after the first inserts, most changes modify an existing item.
@@ -152,9 +159,13 @@ def baseline_lambda(records: list[dict[str, Any]], path: str) -> int:
         }
         for source in ("Keys", "NewImage", "OldImage"):
             image = ddb.get(source)
-            row[source] = None if image is None else json.dumps(
-                {name: deserializer.deserialize(value) for name, value in image.items()},
-                default=str,
+            row[source] = (
+                None
+                if image is None
+                else json.dumps(
+                    {name: deserializer.deserialize(value) for name, value in image.items()},
+                    default=str,
+                )
             )
         rows.append(row)
     table = pa.Table.from_pylist(rows)
@@ -213,24 +224,6 @@ def archive_summary(folder: str) -> dict[str, Any]:
     }
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS.
-
-    On Linux ``ru_maxrss`` survives fork+exec: a child reports at least its
-    parent's peak at spawn time. VmHWM belongs to the process's own address
-    space, so it is read first; ``ru_maxrss`` is the fallback elsewhere.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS: bytes, Linux: KiB
-
-
 def measure(fn: Callable[[], Any]) -> tuple[float, float, int]:
     """Wall seconds, system CPU seconds and minor page faults of one call of ``fn``."""
     gc.collect()
@@ -262,8 +255,11 @@ def run_variant(
         for rep in range(repeat + 1):
             path = os.path.join(scratch, f"baseline-{rep}.parquet")
             runs.append(measure(lambda path=path: baseline_lambda(records, path)))
-            check = {"files": 1, "rows": pq.read_metadata(path).num_rows,
-                     "mb": round(os.path.getsize(path) / 1e6, 3)}
+            check = {
+                "files": 1,
+                "rows": pq.read_metadata(path).num_rows,
+                "mb": round(os.path.getsize(path) / 1e6, 3),
+            }
             os.remove(path)
         if check["rows"] != len(records):
             raise SystemExit(f"baseline wrote {check['rows']} rows for {len(records)} records")
@@ -280,8 +276,13 @@ def run_variant(
         if check["rows"] != len(records) or check["dead_letters"]:
             raise SystemExit(f"{name}: archived {check} for {len(records)} records")
     best = min(runs[1:])
-    return {"warmup_s": runs[0][0], "times_s": [run[0] for run in runs[1:]],
-            "best_run_sys_s": best[1], "best_run_minor_faults": best[2], "check": check}
+    return {
+        "warmup_s": runs[0][0],
+        "times_s": [run[0] for run in runs[1:]],
+        "best_run_sys_s": best[1],
+        "best_run_minor_faults": best[2],
+        "check": check,
+    }
 
 
 # --------------------------------------------------------------------------- children
@@ -309,10 +310,15 @@ def child_cold(args: argparse.Namespace) -> dict[str, Any]:
         use_archive(folder, plain=False)
         setup = timed(lambda: invoke([]))
         first = timed(lambda: invoke(records[:COLD_BATCH]))
-        second = timed(lambda: invoke(records[COLD_BATCH:2 * COLD_BATCH]))
-        third = timed(lambda: invoke(records[2 * COLD_BATCH:]))
-    return {"import_s": imported, "setup_s": setup, "first_batch_s": first,
-            "warm_batch_s": min(second, third), "modules": len(sys.modules)}
+        second = timed(lambda: invoke(records[COLD_BATCH : 2 * COLD_BATCH]))
+        third = timed(lambda: invoke(records[2 * COLD_BATCH :]))
+    return {
+        "import_s": imported,
+        "setup_s": setup,
+        "first_batch_s": first,
+        "warm_batch_s": min(second, third),
+        "modules": len(sys.modules),
+    }
 
 
 def stage_of(filename: str, funcname: str) -> str | None:
@@ -400,8 +406,12 @@ def child_profile(args: argparse.Namespace) -> dict[str, Any]:
                 store.put(key, data)
             marks.append(time.perf_counter())
             if rep:
-                for name, start, end in zip(("decode + validate", "batch", "encode + Parquet write",
-                                             "store put"), marks, marks[1:], strict=False):
+                for name, start, end in zip(
+                    ("decode + validate", "batch", "encode + Parquet write", "store put"),
+                    marks,
+                    marks[1:],
+                    strict=False,
+                ):
                     split.setdefault(name, []).append(end - start)
             del decoded, batches, files
             gc.collect()
@@ -428,8 +438,12 @@ def child_profile(args: argparse.Namespace) -> dict[str, Any]:
         "profile_s": stages,
         "profiled_wall_s": profiled_wall,
         "top_self": [
-            {"function": f"{Path(f[0]).name}:{f[1]}({f[2]})" if f[0] != "~" else f[2],
-             "calls": v[1], "self_s": v[2], "cumulative_s": v[3]}
+            {
+                "function": f"{Path(f[0]).name}:{f[1]}({f[2]})" if f[0] != "~" else f[2],
+                "calls": v[1],
+                "self_s": v[2],
+                "cumulative_s": v[3],
+            }
             for f, v in top
         ],
     }
@@ -438,8 +452,18 @@ def child_profile(args: argparse.Namespace) -> dict[str, Any]:
 def run_child(
     args: argparse.Namespace, mode: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--records",
-               str(args.records), "--repeat", str(args.repeat), "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        mode,
+        "--records",
+        str(args.records),
+        "--repeat",
+        str(args.repeat),
+        "--seed",
+        str(args.seed),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -459,8 +483,14 @@ def import_time(runs: int, env: dict[str, str]) -> dict[str, Any]:
     code = "import sys; sys.stderr.write('--MARK--\\n'); import archiver.lambda_handler"
     best: dict[str, Any] | None = None
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, env=env,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         lines = done.stderr.split("--MARK--\n", 1)[1].splitlines()
         total_us = 0
         by_package: Counter[str] = Counter()
@@ -529,39 +559,6 @@ def startup_modes(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    import boto3
-    import orjson
-    import pyarrow
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            models = [line.split(":", 1)[1].strip() for line in info
-                      if line.startswith("model name")]
-        cpu = models[0] if models else cpu
-    except OSError:
-        pass
-    def git(*command: str) -> str:
-        done = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
-                              check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "pyarrow": pyarrow.__version__,
-        "orjson": orjson.__version__,
-        "boto3": boto3.__version__,
-        "tmpdir": tempfile.gettempdir(),
-        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-
-
 def orjson_retained(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Heap kept alive by one ``orjson.dumps`` result, per image size (tracemalloc)."""
     import tracemalloc
@@ -587,56 +584,82 @@ def ms(seconds: float) -> str:
 
 def print_report(results: dict[str, Any]) -> None:
     data, host = results["records"], results["machine"]
-    print(f"\n{data['count']:,} records, mean {data['mean_json_bytes']} B of JSON "
-          f"(by event: {data['mean_json_bytes_by_event']}), mix {data['event_mix']}")
-    print(f"best of {results['repeat']} after a warm-up; {host['cpus']} CPUs ({host['cpu']}), "
-          f"Python {host['python']}, pyarrow {host['pyarrow']}, orjson {host['orjson']}; commit "
-          f"{host['commit']}{' + uncommitted changes' if host['uncommitted_changes'] else ''}\n")
-    header = (f"{'variant':<66} {'best s':>6} {'1st s':>6} {'records/s':>9} {'x(a)':>5} "
-              f"{'x(c)':>5} {'faults':>6} {'peak RSS':>8} {'+RSS':>6} {'output':>7}")
+    print(
+        f"\n{data['count']:,} records, mean {data['mean_json_bytes']} B of JSON "
+        f"(by event: {data['mean_json_bytes_by_event']}), mix {data['event_mix']}"
+    )
+    print(
+        f"best of {results['repeat']} after a warm-up; {host['cpus']} CPUs ({host['cpu']}), "
+        f"Python {host['python']}, pyarrow {host['pyarrow']}, orjson {host['orjson']}; commit "
+        f"{host['commit']}{' + uncommitted changes' if host['uncommitted_changes'] else ''}\n"
+    )
+    header = (
+        f"{'variant':<66} {'best s':>6} {'1st s':>6} {'records/s':>9} {'x(a)':>5} "
+        f"{'x(c)':>5} {'faults':>6} {'peak RSS':>8} {'+RSS':>6} {'output':>7}"
+    )
     print(header)
     print("-" * len(header))
     for name in VARIANTS:
         row = results["variants"][name]
         output = f"{row['check']['mb']:.2f}MB" if "mb" in row["check"] else "-"
-        print(f"{LABELS[name]:<66} {row['best_s']:>6.3f} {row['warmup_s']:>6.3f} "
-              f"{row['records_per_s']:>9,.0f} {row['x_baseline']:>5.2f} {row['x_ceiling']:>5.2f} "
-              f"{row['best_run_minor_faults'] / 1000:>5.1f}k "
-              f"{row['rss_peak_mb']:>5.0f} MB {row['rss_added_mb']:>3.0f} MB {output:>7}")
-    print("x(a), x(c): records/s relative to (a) and to (c); 1st s: the warm-up run (first in "
-          "its process);\nfaults: minor page faults during the best run; +RSS: peak RSS minus "
-          "the RSS holding the generated input batch.")
+        print(
+            f"{LABELS[name]:<66} {row['best_s']:>6.3f} {row['warmup_s']:>6.3f} "
+            f"{row['records_per_s']:>9,.0f} {row['x_baseline']:>5.2f} {row['x_ceiling']:>5.2f} "
+            f"{row['best_run_minor_faults'] / 1000:>5.1f}k "
+            f"{row['rss_peak_mb']:>5.0f} MB {row['rss_added_mb']:>3.0f} MB {output:>7}"
+        )
+    print(
+        "x(a), x(c): records/s relative to (a) and to (c); 1st s: the warm-up run (first in "
+        "its process);\nfaults: minor page faults during the best run; +RSS: peak RSS minus "
+        "the RSS holding the generated input batch."
+    )
     target = results["target"]
-    print(f"issue target for (b): >= {TARGET_RATIO:g}x baseline: {target['x_baseline']:.2f}x "
-          f"{'MET' if target['ratio_met'] else 'NOT MET'}; >= {TARGET_RATE:,} records/s: "
-          f"{target['records_per_s']:,.0f} {'MET' if target['rate_met'] else 'NOT MET'}")
+    print(
+        f"issue target for (b): >= {TARGET_RATIO:g}x baseline: {target['x_baseline']:.2f}x "
+        f"{'MET' if target['ratio_met'] else 'NOT MET'}; >= {TARGET_RATE:,} records/s: "
+        f"{target['records_per_s']:,.0f} {'MET' if target['rate_met'] else 'NOT MET'}"
+    )
     probe = results["orjson_retained"]
-    print(f"orjson {probe['orjson']}: one dumps() of a {probe['mean_json_bytes']} B image keeps "
-          f"{probe['mean_retained_bytes']:,} B of heap alive (tracemalloc)")
+    print(
+        f"orjson {probe['orjson']}: one dumps() of a {probe['mean_json_bytes']} B image keeps "
+        f"{probe['mean_retained_bytes']:,} B of heap alive (tracemalloc)"
+    )
 
     start = results["startup"]
     modes = (start["as_is"], start["bytecode_cached"])
     rows = [
-        ("-X importtime total of import archiver.lambda_handler",
-         [m["importtime"]["total_ms"] / 1000 for m in modes]),
-        ("wall of python -c 'import archiver.lambda_handler'",
-         [m["cold_import_wall_s"] for m in modes]),
+        (
+            "-X importtime total of import archiver.lambda_handler",
+            [m["importtime"]["total_ms"] / 1000 for m in modes],
+        ),
+        (
+            "wall of python -c 'import archiver.lambda_handler'",
+            [m["cold_import_wall_s"] for m in modes],
+        ),
         ("wall of python -c pass", [m["interpreter_wall_s"] for m in modes]),
         ("cold process: the import", [m["cold_invocation"]["import_s"] for m in modes]),
-        (f"cold process: first invocation ({COLD_BATCH} records)",
-         [m["cold_invocation"]["first_invocation_s"] for m in modes]),
+        (
+            f"cold process: first invocation ({COLD_BATCH} records)",
+            [m["cold_invocation"]["first_invocation_s"] for m in modes],
+        ),
         ("  of which settings + store setup", [m["cold_invocation"]["setup_s"] for m in modes]),
         ("  of which the batch", [m["cold_invocation"]["first_batch_s"] for m in modes]),
-        (f"warm invocation ({COLD_BATCH} records)",
-         [m["cold_invocation"]["warm_batch_s"] for m in modes]),
+        (
+            f"warm invocation ({COLD_BATCH} records)",
+            [m["cold_invocation"]["warm_batch_s"] for m in modes],
+        ),
     ]
-    print(f"\nstart-up, a new interpreter each time (warm page cache)  {'as run here':>12} "
-          f"{'.pyc cached':>12}")
+    print(
+        f"\nstart-up, a new interpreter each time (warm page cache)  {'as run here':>12} "
+        f"{'.pyc cached':>12}"
+    )
     for label, values in rows:
         print(f"  {label:<54}" + "".join(f"{v * 1000:>10.1f} ms" for v in values))
     flag = start["pythondontwritebytecode"] or "unset"
-    print(f"  as run here: PYTHONDONTWRITEBYTECODE={flag}; .pyc cached: under a warmed "
-          "PYTHONPYCACHEPREFIX")
+    print(
+        f"  as run here: PYTHONDONTWRITEBYTECODE={flag}; .pyc cached: under a warmed "
+        "PYTHONPYCACHEPREFIX"
+    )
     for title, mode in (("as run here", modes[0]), (".pyc cached", modes[1])):
         by_package = mode["importtime"]["self_ms_by_package"]
         packages = ", ".join(f"{name} {value:g}" for name, value in by_package.items())
@@ -645,13 +668,17 @@ def print_report(results: dict[str, Any]) -> None:
     profile = results["profile"]
     print(f"\nwhere the handler's time goes ({data['count']:,} records)")
     split_total = sum(profile["split_s"].values())
-    print(f"  wall clock, no profiler: stage functions called as write.py does "
-          f"(best of {results['repeat']} each, total {split_total:.3f} s)")
+    print(
+        f"  wall clock, no profiler: stage functions called as write.py does "
+        f"(best of {results['repeat']} each, total {split_total:.3f} s)"
+    )
     for name, seconds in profile["split_s"].items():
         print(f"    {name:<48} {seconds:>6.3f} s {100 * seconds / split_total:>5.1f} %")
     prof_total = sum(profile["profile_s"].values())
-    print(f"  cProfile of one handler call: self time by stage ({prof_total:.3f} s under the "
-          f"profiler, which inflates Python-heavy stages)")
+    print(
+        f"  cProfile of one handler call: self time by stage ({prof_total:.3f} s under the "
+        f"profiler, which inflates Python-heavy stages)"
+    )
     for name, seconds in sorted(profile["profile_s"].items(), key=lambda kv: -kv[1]):
         print(f"    {name:<48} {seconds:>6.3f} s {100 * seconds / prof_total:>5.1f} %")
     print("  heaviest functions by self time (profiled)")
@@ -661,8 +688,12 @@ def print_report(results: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="timed repetitions per variant, after one warm-up (best is kept)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="timed repetitions per variant, after one warm-up (best is kept)",
+    )
     parser.add_argument("--records", type=int, default=10_000, help="records in the batch")
     parser.add_argument("--seed", type=int, default=7, help="seed of the record generator")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
@@ -707,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         row["x_ceiling"] = row["records_per_s"] / ceiling
     ours = results["variants"]["handler"]
     results["target"] = {
-        "x_baseline": ours["x_baseline"], "records_per_s": ours["records_per_s"],
+        "x_baseline": ours["x_baseline"],
+        "records_per_s": ours["records_per_s"],
         "ratio_met": ours["x_baseline"] >= TARGET_RATIO,
         "rate_met": ours["records_per_s"] >= TARGET_RATE,
     }
@@ -726,8 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {args.output} in {results['elapsed_s']:.0f} s")
     load = results["machine"].get("load_average_at_start")
     if load is not None and load > BUSY_LOAD:
-        print(f"warning: the 1-minute load average was {load:.2f} when the run started; other "
-              "work on this machine makes the figures noisy")
+        print(
+            f"warning: the 1-minute load average was {load:.2f} when the run started; other "
+            "work on this machine makes the figures noisy"
+        )
     return 0
 
 

@@ -37,7 +37,6 @@ import base64
 import gc
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -57,6 +56,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
 sys.path.insert(0, str(ROOT))
+
+from devkit import measure  # noqa: E402 - needs ROOT on sys.path
+from devkit.measure import peak_rss_mb, proc_status_mb  # noqa: E402
 
 RESULTS = HERE / "results" / "poller.json"
 TABLE = "orders"
@@ -298,26 +300,6 @@ def write_traffic(client: Any, history: Any, changes: int, jvm_pid: int) -> dict
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def proc_status_mb(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS: VmHWM (``ru_maxrss`` survives fork+exec on Linux; VmHWM not)."""
-    peak = proc_status_mb("VmHWM")
-    if peak is not None:
-        return peak
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10
 
 
 def cpu_seconds_of(pid: int) -> float | None:
@@ -750,43 +732,17 @@ def checks(folders: dict[str, str], written: dict[str, list[str]]) -> dict[str, 
 
 
 def machine() -> dict[str, Any]:
-    import boto3
-    import orjson
-    import pyarrow
-
     from devkit.servers import find_dynamodb_local
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            models = [
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            ]
-        cpu = models[0] if models else cpu
-    except OSError:
-        pass
-
-    def run(*command: str) -> str:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-        return (done.stdout or done.stderr).strip() if done.returncode == 0 else ""
-
     local = find_dynamodb_local()
-    java = run("java", "-version") if shutil.which("java") else ""
-    return {
-        "commit": run("git", "rev-parse", "--short", "HEAD"),
-        "uncommitted_changes": bool(run("git", "status", "--porcelain", "--untracked-files=no")),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "pyarrow": pyarrow.__version__,
-        "orjson": orjson.__version__,
-        "boto3": boto3.__version__,
-        "dynamodb_local": local.name if local else None,
-        "java": java.splitlines()[0] if java else None,
-        "tmpdir": tempfile.gettempdir(),
-        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    java = ""
+    if shutil.which("java"):
+        done = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+        java = (done.stdout or done.stderr).strip()
+    return measure.machine(
+        dynamodb_local=local.name if local else None,
+        java=java.splitlines()[0] if java else None,
+    )
 
 
 def best(row: dict[str, Any]) -> dict[str, Any]:

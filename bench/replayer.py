@@ -37,7 +37,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -57,6 +56,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
 sys.path.insert(0, str(ROOT))
+
+from devkit.measure import machine, proc_status_mb  # noqa: E402 - needs ROOT on sys.path
 
 RESULTS = HERE / "results" / "replayer.json"
 TABLE = "orders"
@@ -108,10 +109,13 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
     rng = random.Random(spec["seed"] * 1000 + worker)
     rand = rng.random
     letters = "abcdefghij klmnopqrstuvwxyz"
-    notes = ["".join(rng.choice(letters) for _ in range(rng.randrange(10, 50)))
-             for _ in range(2048)]
-    key_of = [{"pk": {"S": f"order#{k:06d}"}, "sk": {"N": str(k % 7)}}
-              for k in range(worker, keys, workers)]
+    notes = [
+        "".join(rng.choice(letters) for _ in range(rng.randrange(10, 50))) for _ in range(2048)
+    ]
+    key_of = [
+        {"pk": {"S": f"order#{k:06d}"}, "sk": {"N": str(k % 7)}}
+        for k in range(worker, keys, workers)
+    ]
     own = len(key_of)
     names = {name: EventName(name) for name in ("INSERT", "MODIFY", "REMOVE")}
     ttl_identity = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -159,7 +163,8 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
             del state[index]
         else:
             new = {
-                "pk": key["pk"], "sk": key["sk"],
+                "pk": key["pk"],
+                "sk": key["sk"],
                 "status": {"S": STATUSES[int(rand() * 6)]},
                 "customer_id": {"S": f"cust-{int(rand() * 500):04d}"},
                 "amount": {"N": f"{int(rand() * 99_999) + 1}.{int(rand() * 100):02d}"},
@@ -169,9 +174,13 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 "gift": {"BOOL": rand() < 0.2},
                 "note": {"S": notes[int(rand() * 2048)]},
                 "tags": {"SS": TAG_SETS[int(rand() * 6)]},
-                "address": {"M": {"city": {"S": CITIES[int(rand() * 6)]},
-                                  "zip": {"N": str(int(rand() * 89_999) + 10_000)},
-                                  "apartment": {"NULL": True}}},
+                "address": {
+                    "M": {
+                        "city": {"S": CITIES[int(rand() * 6)]},
+                        "zip": {"N": str(int(rand() * 89_999) + 10_000)},
+                        "apartment": {"NULL": True},
+                    }
+                },
             }
             state[index] = new
         touched.add(index)
@@ -191,19 +200,50 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
         ddb["StreamViewType"] = "NEW_AND_OLD_IMAGES"
         event_id = f"{rng.getrandbits(128):032x}"
         envelope: dict[str, Any] = {
-            "eventID": event_id, "eventName": name, "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": ddb,
+            "eventID": event_id,
+            "eventName": name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": ddb,
             "eventSourceARN": ARN,
         }
         if identity is not None:
             envelope["userIdentity"] = identity
-        record = ChangeRecord(TABLE, event_id, names[name], "aws:dynamodb", sequence, change_us,
-                              key, new, old, envelope, ARN, "NEW_AND_OLD_IMAGES", size,
-                              "us-east-1", identity, None)
+        record = ChangeRecord(
+            TABLE,
+            event_id,
+            names[name],
+            "aws:dynamodb",
+            sequence,
+            change_us,
+            key,
+            new,
+            old,
+            envelope,
+            ARN,
+            "NEW_AND_OLD_IMAGES",
+            size,
+            "us-east-1",
+            identity,
+            None,
+        )
         if checked < 200:  # the same record the archiver's decoder would have made
-            raw = dict(envelope, dynamodb={
-                name: (key if name == "Keys" else new if name == "NewImage" else old
-                       if name == "OldImage" else value) for name, value in ddb.items()})
+            raw = dict(
+                envelope,
+                dynamodb={
+                    name: (
+                        key
+                        if name == "Keys"
+                        else new
+                        if name == "NewImage"
+                        else old
+                        if name == "OldImage"
+                        else value
+                    )
+                    for name, value in ddb.items()
+                },
+            )
             if decode_record(raw) != record:
                 raise SystemExit(f"generated record {i} differs from its decoded form")
             checked += 1
@@ -215,17 +255,31 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
     flush()
     if boundary is None:
         boundary = {"changes": sum(mix.values()), "items": len(touched), "live": len(state)}
-    return {"changes": sum(mix.values()), "items": len(touched), "live": len(state),
-            "mix": dict(mix), "image_bytes": image_bytes, "images": images, "files": files,
-            "bytes": written, "boundary": boundary}
+    return {
+        "changes": sum(mix.values()),
+        "items": len(touched),
+        "live": len(state),
+        "mix": dict(mix),
+        "image_bytes": image_bytes,
+        "images": images,
+        "files": files,
+        "bytes": written,
+        "boundary": boundary,
+    }
 
 
 def archive_spec(
     changes: int, keys: int, hours: int, seed: int, file_records: int
 ) -> dict[str, Any]:
-    return {"changes": changes, "keys": keys, "hours": hours, "seed": seed,
-            "file_records": file_records, "workers": GENERATOR_WORKERS,
-            "boundary_us": START_S * 1_000_000 + max(1, hours // 4) * US_PER_HOUR - 1}
+    return {
+        "changes": changes,
+        "keys": keys,
+        "hours": hours,
+        "seed": seed,
+        "file_records": file_records,
+        "workers": GENERATOR_WORKERS,
+        "boundary_us": START_S * 1_000_000 + max(1, hours // 4) * US_PER_HOUR - 1,
+    }
 
 
 def build_archive(folder: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -242,8 +296,14 @@ def build_archive(folder: Path, spec: dict[str, Any]) -> dict[str, Any]:
     procs = []
     for worker in range(spec["workers"]):
         child = dict(spec, worker=worker, folder=str(folder))
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", "generate",
-                   "--spec", json.dumps(child)]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            "generate",
+            "--spec",
+            json.dumps(child),
+        ]
         procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True))
     parts = []
     for proc in procs:
@@ -254,8 +314,10 @@ def build_archive(folder: Path, spec: dict[str, Any]) -> dict[str, Any]:
     mix: Counter[str] = Counter()
     for part in parts:
         mix.update(part["mix"])
-    summed = {name: sum(p[name] for p in parts)
-              for name in ("changes", "items", "live", "image_bytes", "images", "files", "bytes")}
+    summed = {
+        name: sum(p[name] for p in parts)
+        for name in ("changes", "items", "live", "image_bytes", "images", "files", "bytes")
+    }
     info = {
         "spec": spec,
         **{k: summed[k] for k in ("changes", "items", "live", "files")},
@@ -263,8 +325,9 @@ def build_archive(folder: Path, spec: dict[str, Any]) -> dict[str, Any]:
         "partitions": len({p.parent for p in folder.rglob("*.parquet")}),
         "mix": dict(sorted(mix.items())),
         "mean_image_bytes": round(summed["image_bytes"] / max(1, summed["images"])),
-        "boundary": {name: sum(p["boundary"][name] for p in parts)
-                     for name in ("changes", "items", "live")},
+        "boundary": {
+            name: sum(p["boundary"][name] for p in parts) for name in ("changes", "items", "live")
+        },
         "boundary_us": spec["boundary_us"],
         "seconds": round(time.perf_counter() - started, 1),
         "reused": False,
@@ -274,25 +337,6 @@ def build_archive(folder: Path, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def proc_status_mb(field: str) -> float:
-    """VmHWM (peak) or VmRSS (now) of this process, in MiB.
-
-    On Linux ``ru_maxrss`` survives fork+exec (a child reports at least its
-    parent's peak); VmHWM belongs to the process's own address space.
-    ``ru_maxrss`` is the fallback where /proc is missing.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MB if sys.platform == "darwin" else peak / 2**10
-
 
 
 def runs_of(count: int, run: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
@@ -374,14 +418,22 @@ def child_state(spec: dict[str, Any]) -> dict[str, Any]:
     removes = pc.sum(pc.equal(state.column(Col.EVENT_NAME), "REMOVE")).as_py() or 0
     check = {
         "memory_pool": pa.default_memory_pool().backend_name,
-        "state_rows": state.num_rows, "live_items": state.num_rows - removes,
+        "state_rows": state.num_rows,
+        "live_items": state.num_rows - removes,
         "state_mb": round(state.nbytes / MB, 1),
-        "digest": state_digest(state.column(Col.ITEM_KEY).to_pylist(),
-                               state.column(Col.EVENT_NAME).to_pylist(),
-                               state.column(Col.NEW_IMAGE).to_pylist()),
+        "digest": state_digest(
+            state.column(Col.ITEM_KEY).to_pylist(),
+            state.column(Col.EVENT_NAME).to_pylist(),
+            state.column(Col.NEW_IMAGE).to_pylist(),
+        ),
     }
-    return {"runs": runs, "check": check, "rss_ready_mb": rss_ready, "rss_peak_mb": peak,
-            "rss_peak_by_partition_mb": peaks}
+    return {
+        "runs": runs,
+        "check": check,
+        "rss_ready_mb": rss_ready,
+        "rss_peak_mb": peak,
+        "rss_peak_by_partition_mb": peaks,
+    }
 
 
 def child_python(spec: dict[str, Any]) -> dict[str, Any]:
@@ -416,8 +468,10 @@ def child_python(spec: dict[str, Any]) -> dict[str, Any]:
             folded = time.perf_counter()
             read_s += folded - mark
             for key, name, keys, image in zip(
-                table.column(Col.ITEM_KEY).to_pylist(), table.column(Col.EVENT_NAME).to_pylist(),
-                table.column(Col.KEYS).to_pylist(), table.column(Col.NEW_IMAGE).to_pylist(),
+                table.column(Col.ITEM_KEY).to_pylist(),
+                table.column(Col.EVENT_NAME).to_pylist(),
+                table.column(Col.KEYS).to_pylist(),
+                table.column(Col.NEW_IMAGE).to_pylist(),
                 strict=True,
             ):
                 state[key] = (name, keys, image)
@@ -434,8 +488,9 @@ def child_python(spec: dict[str, Any]) -> dict[str, Any]:
     check = {
         "state_rows": len(state),
         "live_items": sum(1 for name, _, _ in state.values() if name != "REMOVE"),
-        "digest": state_digest(ordered, [state[k][0] for k in ordered],
-                               [state[k][2] for k in ordered]),
+        "digest": state_digest(
+            ordered, [state[k][0] for k in ordered], [state[k][2] for k in ordered]
+        ),
     }
     return {"runs": runs, "check": check, "rss_ready_mb": rss_ready, "rss_peak_mb": peak}
 
@@ -479,8 +534,12 @@ def child_jsonl(spec: dict[str, Any]) -> dict[str, Any]:
         total = time.perf_counter() - started
         check.update(lines=count, output_mb=round(path.stat().st_size / 1e6, 1))
         path.unlink()
-        return {"total_s": total, "read_s": timing["read_s"], "work_s": total - timing["read_s"],
-                "events": count}
+        return {
+            "total_s": total,
+            "read_s": timing["read_s"],
+            "work_s": total - timing["read_s"],
+            "events": count,
+        }
 
     runs = runs_of(spec["runs"], run)
     peak = proc_status_mb("VmHWM")
@@ -508,8 +567,11 @@ def child_jsonl(spec: dict[str, Any]) -> dict[str, Any]:
             path.unlink()
 
         best = {}
-        for name, fn in (("rebuild", rebuild), ("rebuild_dumps", rebuild_dumps),
-                         ("rebuild_dumps_write", rebuild_dumps_write)):
+        for name, fn in (
+            ("rebuild", rebuild),
+            ("rebuild_dumps", rebuild_dumps),
+            ("rebuild_dumps_write", rebuild_dumps_write),
+        ):
             times = []
             for _ in range(3):
                 gc.collect()
@@ -517,11 +579,19 @@ def child_jsonl(spec: dict[str, Any]) -> dict[str, Any]:
                 fn()
                 times.append(time.perf_counter() - started)
             best[name] = min(times) / table.num_rows * 1e6
-        per_record = {"records": table.num_rows, "rebuild_us": round(best["rebuild"], 2),
-                      "dumps_us": round(best["rebuild_dumps"] - best["rebuild"], 2),
-                      "write_us": round(best["rebuild_dumps_write"] - best["rebuild_dumps"], 2)}
-    return {"runs": runs, "check": check, "per_record": per_record, "rss_ready_mb": rss_ready,
-            "rss_peak_mb": peak}
+        per_record = {
+            "records": table.num_rows,
+            "rebuild_us": round(best["rebuild"], 2),
+            "dumps_us": round(best["rebuild_dumps"] - best["rebuild"], 2),
+            "write_us": round(best["rebuild_dumps_write"] - best["rebuild_dumps"], 2),
+        }
+    return {
+        "runs": runs,
+        "check": check,
+        "per_record": per_record,
+        "rss_ready_mb": rss_ready,
+        "rss_peak_mb": peak,
+    }
 
 
 def child_chunks(spec: dict[str, Any]) -> dict[str, Any]:
@@ -540,8 +610,9 @@ def child_chunks(spec: dict[str, Any]) -> dict[str, Any]:
 
     store, flt, partitions = selected(spec)
     columns = (*STATE_COLUMNS, Col.STREAM_VIEW_TYPE)
-    table = pa.concat_tables([read_partition(store, files, flt, columns)
-                              for _, files in partitions]).combine_chunks()
+    table = pa.concat_tables(
+        [read_partition(store, files, flt, columns) for _, files in partitions]
+    ).combine_chunks()
     rows = table.num_rows
     out = []
     for chunk in spec["chunks"]:
@@ -550,8 +621,15 @@ def child_chunks(spec: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         state = fold_all(table.slice(offset, chunk) for offset in range(0, rows, chunk))
         seconds = time.perf_counter() - started
-        out.append({"chunk_rows": chunk, "folds": -(-rows // chunk), "fold_s": seconds,
-                    "events_per_s": rows / seconds, "state_rows": state.num_rows})
+        out.append(
+            {
+                "chunk_rows": chunk,
+                "folds": -(-rows // chunk),
+                "fold_s": seconds,
+                "events_per_s": rows / seconds,
+                "state_rows": state.num_rows,
+            }
+        )
         del state
     return {"events": rows, "chunks": out}
 
@@ -567,10 +645,14 @@ def dynamodb_client() -> Any:
 def new_table(client: Any, name: str) -> str:
     client.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                   {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "N"}],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=name)
@@ -609,32 +691,50 @@ def child_restore(spec: dict[str, Any]) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         name = new_table(client, f"bench-{spec['mode']}-{os.getpid()}-{random.randrange(10**9)}")
-        options = RestoreOptions(into=name, mode=spec["mode"], concurrency=spec["concurrency"],
-                                 dry_run=spec.get("dry_run", False))
+        options = RestoreOptions(
+            into=name,
+            mode=spec["mode"],
+            concurrency=spec["concurrency"],
+            dry_run=spec.get("dry_run", False),
+        )
         selection = Selection(store, TABLE, EventFilter(None, int(time.time() * 1_000_000)), ())
         started = time.perf_counter()
-        summary = restore(selection, options, Checkpoint.open(None, {"bench": name}),
-                          TableWriter(client, name))
+        summary = restore(
+            selection, options, Checkpoint.open(None, {"bench": name}), TableWriter(client, name)
+        )
         total = time.perf_counter() - started
         check.update(summary.as_dict())
         check["items_in_table"] = count_items(client, name)
         client.delete_table(TableName=name)
-        return {"total_s": total, "events": summary.changes_read,
-                "writes": summary.puts + summary.deletes}
+        return {
+            "total_s": total,
+            "events": summary.changes_read,
+            "writes": summary.puts + summary.deletes,
+        }
 
     runs = runs_of(spec["runs"], run)
     return {"runs": runs, "check": check, "rss_ready_mb": rss_ready}
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "generate": generate_worker, "state": child_state, "python": child_python,
-    "jsonl": child_jsonl, "chunks": child_chunks, "restore": child_restore,
+    "generate": generate_worker,
+    "state": child_state,
+    "python": child_python,
+    "jsonl": child_jsonl,
+    "chunks": child_chunks,
+    "restore": child_restore,
 }
 
 
 def run_child(mode: str, spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode,
-               "--spec", json.dumps(spec)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        mode,
+        "--spec",
+        json.dumps(spec),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -665,9 +765,12 @@ def summarize(row: dict[str, Any]) -> dict[str, Any]:
     runs = row["runs"]
     best = min(runs, key=lambda r: r["total_s"])
     row.update(
-        best_s=best["total_s"], first_s=runs[0]["total_s"], median_s=statistics.median(
-            r["total_s"] for r in runs),
-        best_read_s=best.get("read_s"), best_work_s=best.get("work_s"), events=best["events"],
+        best_s=best["total_s"],
+        first_s=runs[0]["total_s"],
+        median_s=statistics.median(r["total_s"] for r in runs),
+        best_read_s=best.get("read_s"),
+        best_work_s=best.get("work_s"),
+        events=best["events"],
         best_cpu_s=best["cpu_s"],
         events_per_s=best["events"] / best["total_s"] if best["total_s"] else 0.0,
         rss_added_mb=round(row["rss_peak_mb"] - row["rss_ready_mb"], 1),
@@ -677,37 +780,9 @@ def summarize(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def machine() -> dict[str, Any]:
-    import boto3
-    import orjson
-    import pyarrow
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            models = [line.split(":", 1)[1].strip() for line in info
-                      if line.startswith("model name")]
-        cpu = models[0] if models else cpu
-    except OSError:
-        pass
-
-    def git(*command: str) -> str:
-        done = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
-                              check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-        "cpus": os.cpu_count(), "pyarrow": pyarrow.__version__, "orjson": orjson.__version__,
-        "boto3": boto3.__version__, "tmpdir": tempfile.gettempdir(),
-        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-
-
-def measure_archive(args: argparse.Namespace, results: dict[str, Any], folder: Path,
-                    info: dict[str, Any]) -> None:
+def measure_archive(
+    args: argparse.Namespace, results: dict[str, Any], folder: Path, info: dict[str, Any]
+) -> None:
     common = {"archive": str(folder), "runs": args.repeat, "scratch": str(folder.parent)}
     # A JSON Lines pass of the whole archive takes ~20 s here: at most 2 of them. The quarter
     # and slice rows are there for their memory: one run each.
@@ -731,8 +806,10 @@ def measure_archive(args: argparse.Namespace, results: dict[str, Any], folder: P
         results["variants"][name] = summarize(run_child(mode, {**common, **extra}, env))
     print("measuring the fold against changes per partition ...", flush=True)
     per_hour = -(-info["changes"] // info["spec"]["hours"])
-    chunks = sorted({info["changes"], -(-info["changes"] // 4), per_hour,
-                     min(10_000, info["changes"])}, reverse=True)
+    chunks = sorted(
+        {info["changes"], -(-info["changes"] // 4), per_hour, min(10_000, info["changes"])},
+        reverse=True,
+    )
     results["fold_chunks"] = run_child("chunks", {"archive": str(folder), "chunks": chunks})
 
 
@@ -758,8 +835,16 @@ def measure_restore(
         plan = [
             ("restore_state", {**common, "mode": "state"}),
             ("restore_events", {**common, "mode": "events", "runs": min(args.repeat, 2)}),
-            ("restore_dry_run", {"archive": str(big), "concurrency": args.concurrency, "runs": 1,
-                                 "mode": "state", "dry_run": True}),
+            (
+                "restore_dry_run",
+                {
+                    "archive": str(big),
+                    "concurrency": args.concurrency,
+                    "runs": 1,
+                    "mode": "state",
+                    "dry_run": True,
+                },
+            ),
         ]
         for name, spec in plan:
             print(f"measuring {LABELS[name]} ...", flush=True)
@@ -785,19 +870,31 @@ def checks(results: dict[str, Any]) -> list[str]:
         expect(f"{name} state rows", row["check"]["state_rows"], info["items"])
         expect(f"{name} live items", row["check"]["live_items"], info["live"])
         expect(f"{name} events", row["events"], info["changes"])
-    expect("python fold == fold_all (digest)", variants["python"]["check"]["digest"],
-           variants["state"]["check"]["digest"])
+    expect(
+        "python fold == fold_all (digest)",
+        variants["python"]["check"]["digest"],
+        variants["state"]["check"]["digest"],
+    )
     expect("jsonl lines", variants["jsonl"]["check"]["lines"], big["changes"])
-    expect("jsonl_quarter lines", variants["jsonl_quarter"]["check"]["lines"],
-           big["boundary"]["changes"])
+    expect(
+        "jsonl_quarter lines",
+        variants["jsonl_quarter"]["check"]["lines"],
+        big["boundary"]["changes"],
+    )
     small = results.get("restore_archive")
     for name in ("restore_state", "restore_events"):
         if name in variants and small:
-            expect(f"{name} items in the table", variants[name]["check"]["items_in_table"],
-                   small["live"])
+            expect(
+                f"{name} items in the table",
+                variants[name]["check"]["items_in_table"],
+                small["live"],
+            )
     if "restore_dry_run" in variants:
-        expect("restore_dry_run final items", variants["restore_dry_run"]["check"]["final_items"],
-               big["live"])
+        expect(
+            "restore_dry_run final items",
+            variants["restore_dry_run"]["check"]["final_items"],
+            big["live"],
+        )
     return failures
 
 
@@ -808,133 +905,206 @@ def mb(value: float) -> str:
 def print_report(results: dict[str, Any]) -> None:
     big, host, variants = results["archive"], results["machine"], results["variants"]
     spec = big["spec"]
-    made = ("reused from --archive-dir" if big["reused"]
-            else f"generated in {big['seconds']:.0f} s by {spec['workers']} processes")
-    print(f"\narchive: {big['changes']:,} changes over {spec['keys']:,} keys ({big['items']:,} "
-          f"changed, {big['live']:,} present at the end), mean NewImage "
-          f"{big['mean_image_bytes']} B of DynamoDB JSON,\n  mix {big['mix']}, "
-          f"{big['partitions']} hour partitions, {big['files']} files, {big['mb']} MB of zstd "
-          f"Parquet; {made}")
-    print(f"best of {results['repeat']} runs unless noted; {host['cpus']} CPUs ({host['cpu']}), "
-          f"Python {host['python']}, pyarrow {host['pyarrow']}, orjson {host['orjson']}; commit "
-          f"{host['commit']}{' + uncommitted changes' if host['uncommitted_changes'] else ''}\n")
-    header = (f"{'variant':<52} {'events':>9} {'best s':>6} {'1st s':>6} {'cpu s':>5} "
-              f"{'read s':>6} {'work s':>6} {'events/s':>10} {'peak RSS':>8} {'+RSS':>8}")
+    made = (
+        "reused from --archive-dir"
+        if big["reused"]
+        else f"generated in {big['seconds']:.0f} s by {spec['workers']} processes"
+    )
+    print(
+        f"\narchive: {big['changes']:,} changes over {spec['keys']:,} keys ({big['items']:,} "
+        f"changed, {big['live']:,} present at the end), mean NewImage "
+        f"{big['mean_image_bytes']} B of DynamoDB JSON,\n  mix {big['mix']}, "
+        f"{big['partitions']} hour partitions, {big['files']} files, {big['mb']} MB of zstd "
+        f"Parquet; {made}"
+    )
+    print(
+        f"best of {results['repeat']} runs unless noted; {host['cpus']} CPUs ({host['cpu']}), "
+        f"Python {host['python']}, pyarrow {host['pyarrow']}, orjson {host['orjson']}; commit "
+        f"{host['commit']}{' + uncommitted changes' if host['uncommitted_changes'] else ''}\n"
+    )
+    header = (
+        f"{'variant':<52} {'events':>9} {'best s':>6} {'1st s':>6} {'cpu s':>5} "
+        f"{'read s':>6} {'work s':>6} {'events/s':>10} {'peak RSS':>8} {'+RSS':>8}"
+    )
     print(header)
     print("-" * len(header))
-    for name in ("state", "python", "jsonl", "state_quarter", "jsonl_quarter", "state_slice",
-                 "state_jemalloc", "state_quarter_jemalloc"):
+    for name in (
+        "state",
+        "python",
+        "jsonl",
+        "state_quarter",
+        "jsonl_quarter",
+        "state_slice",
+        "state_jemalloc",
+        "state_quarter_jemalloc",
+    ):
         row = variants[name]
         first = f"{row['first_s']:>6.2f}" if len(row["runs"]) > 1 else f"{'-':>6}"
-        print(f"{LABELS[name]:<52} {row['events']:>9,} {row['best_s']:>6.2f} {first} "
-              f"{row['best_cpu_s']:>5.2f} {row['best_read_s']:>6.2f} {row['best_work_s']:>6.2f} "
-              f"{row['events_per_s']:>10,.0f} {mb(row['rss_peak_mb']):>8} "
-              f"{mb(row['rss_added_mb']):>8}")
-    print("read s: list_partitions + read_partition (Parquet decode, order by sequence number, "
-          "drop repeated\n  event ids); work s: (1) the fold, (2) the Python loop, (3) rebuilding "
-          "each stream record +\n  orjson.dumps + write; 1st s: the first run ('-': one run "
-          "only; (3) runs at most twice);\n  cpu s: CPU time of the best run (below its wall "
-          "time when other work takes the cores);\n  +RSS: peak RSS minus the RSS after imports. "
-          f"Arrow's memory pool: {variants['state']['check']['memory_pool']} unless noted.")
+        print(
+            f"{LABELS[name]:<52} {row['events']:>9,} {row['best_s']:>6.2f} {first} "
+            f"{row['best_cpu_s']:>5.2f} {row['best_read_s']:>6.2f} {row['best_work_s']:>6.2f} "
+            f"{row['events_per_s']:>10,.0f} {mb(row['rss_peak_mb']):>8} "
+            f"{mb(row['rss_added_mb']):>8}"
+        )
+    print(
+        "read s: list_partitions + read_partition (Parquet decode, order by sequence number, "
+        "drop repeated\n  event ids); work s: (1) the fold, (2) the Python loop, (3) rebuilding "
+        "each stream record +\n  orjson.dumps + write; 1st s: the first run ('-': one run "
+        "only; (3) runs at most twice);\n  cpu s: CPU time of the best run (below its wall "
+        "time when other work takes the cores);\n  +RSS: peak RSS minus the RSS after imports. "
+        f"Arrow's memory pool: {variants['state']['check']['memory_pool']} unless noted."
+    )
 
     state, python, target = variants["state"], variants["python"], results["target"]
-    print(f"\nstate vs Python fold: end to end (read + fold) {target['x_python']:.2f}x, "
-          f"fold alone {target['x_python_fold_only']:.2f}x "
-          f"({state['best_work_s']:.2f} s vs {python['best_work_s']:.2f} s)")
-    print(f"issue target: state >= {TARGET_RATE:,} events/s: end to end "
-          f"{state['events_per_s']:,.0f} {'MET' if target['rate_met'] else 'NOT MET'} (fold "
-          f"alone {target['fold_only_events_per_s']:,.0f}); >= {TARGET_RATIO:g}x the Python "
-          f"fold: {target['x_python']:.2f}x {'MET' if target['ratio_met'] else 'NOT MET'}")
+    print(
+        f"\nstate vs Python fold: end to end (read + fold) {target['x_python']:.2f}x, "
+        f"fold alone {target['x_python_fold_only']:.2f}x "
+        f"({state['best_work_s']:.2f} s vs {python['best_work_s']:.2f} s)"
+    )
+    print(
+        f"issue target: state >= {TARGET_RATE:,} events/s: end to end "
+        f"{state['events_per_s']:,.0f} {'MET' if target['rate_met'] else 'NOT MET'} (fold "
+        f"alone {target['fold_only_events_per_s']:,.0f}); >= {TARGET_RATIO:g}x the Python "
+        f"fold: {target['x_python']:.2f}x {'MET' if target['ratio_met'] else 'NOT MET'}"
+    )
     check = state["check"]
     same = "yes" if python["check"]["digest"] == check["digest"] else "NO"
-    print(f"state: {check['state_rows']:,} rows ({check['live_items']:,} items, the rest last "
-          f"removed), {check['state_mb']} MB of Arrow; the Python fold's state is identical: "
-          f"{same}")
+    print(
+        f"state: {check['state_rows']:,} rows ({check['live_items']:,} items, the rest last "
+        f"removed), {check['state_mb']} MB of Arrow; the Python fold's state is identical: "
+        f"{same}"
+    )
     split = variants["jsonl"].get("per_record") or {}
     if split:
         jsonl = variants["jsonl"]
-        print(f"JSON Lines per record: read {jsonl['best_read_s'] / jsonl['events'] * 1e6:.1f} us "
-              f"and the loop {jsonl['best_work_s'] / jsonl['events'] * 1e6:.1f} us in the best "
-              f"run; on one partition\n  ({split['records']:,} records, streaming): rebuild the "
-              f"stream record {split['rebuild_us']:.1f} us, orjson.dumps {split['dumps_us']:.1f} "
-              f"us, write {split['write_us']:.1f} us; output {jsonl['check']['output_mb']:,} MB")
+        print(
+            f"JSON Lines per record: read {jsonl['best_read_s'] / jsonl['events'] * 1e6:.1f} us "
+            f"and the loop {jsonl['best_work_s'] / jsonl['events'] * 1e6:.1f} us in the best "
+            f"run; on one partition\n  ({split['records']:,} records, streaming): rebuild the "
+            f"stream record {split['rebuild_us']:.1f} us, orjson.dumps {split['dumps_us']:.1f} "
+            f"us, write {split['write_us']:.1f} us; output {jsonl['check']['output_mb']:,} MB"
+        )
 
     chunks = results["fold_chunks"]
-    print(f"\nfold_all against changes per partition ({chunks['events']:,} changes in memory, "
-          "folded in chunks of N rows; no reading)")
+    print(
+        f"\nfold_all against changes per partition ({chunks['events']:,} changes in memory, "
+        "folded in chunks of N rows; no reading)"
+    )
     print(f"  {'N rows per fold':>15} {'folds':>6} {'fold s':>7} {'events/s':>10}")
     for row in chunks["chunks"]:
-        print(f"  {row['chunk_rows']:>15,} {row['folds']:>6,} {row['fold_s']:>7.2f} "
-              f"{row['events_per_s']:>10,.0f}")
+        print(
+            f"  {row['chunk_rows']:>15,} {row['folds']:>6,} {row['fold_s']:>7.2f} "
+            f"{row['events_per_s']:>10,.0f}"
+        )
 
     quarter, sliced = variants["state_quarter"], variants["state_slice"]
     jem, jem_quarter = variants["state_jemalloc"], variants["state_quarter_jemalloc"]
     jsonl, jsonl_quarter = variants["jsonl"], variants["jsonl_quarter"]
-    print(f"\npeak RSS by archive size ({state['events']:,} vs {quarter['events']:,} changes, the "
-          f"same keys; state rows {check['state_rows']:,} vs {quarter['check']['state_rows']:,})")
-    print(f"  state fold, {check['memory_pool']:<9} {mb(state['rss_peak_mb'])} vs "
-          f"{mb(quarter['rss_peak_mb'])}")
-    print(f"  state fold, {jem['check']['memory_pool']:<9} {mb(jem['rss_peak_mb'])} vs "
-          f"{mb(jem_quarter['rss_peak_mb'])}")
-    print(f"  JSON Lines           {mb(jsonl['rss_peak_mb'])} vs "
-          f"{mb(jsonl_quarter['rss_peak_mb'])}")
-    print(f"  state fold of --slice 1/4: {mb(sliced['rss_peak_mb'])} "
-          f"({sliced['check']['state_rows']:,} state rows)")
+    print(
+        f"\npeak RSS by archive size ({state['events']:,} vs {quarter['events']:,} changes, the "
+        f"same keys; state rows {check['state_rows']:,} vs {quarter['check']['state_rows']:,})"
+    )
+    print(
+        f"  state fold, {check['memory_pool']:<9} {mb(state['rss_peak_mb'])} vs "
+        f"{mb(quarter['rss_peak_mb'])}"
+    )
+    print(
+        f"  state fold, {jem['check']['memory_pool']:<9} {mb(jem['rss_peak_mb'])} vs "
+        f"{mb(jem_quarter['rss_peak_mb'])}"
+    )
+    print(
+        f"  JSON Lines           {mb(jsonl['rss_peak_mb'])} vs {mb(jsonl_quarter['rss_peak_mb'])}"
+    )
+    print(
+        f"  state fold of --slice 1/4: {mb(sliced['rss_peak_mb'])} "
+        f"({sliced['check']['state_rows']:,} state rows)"
+    )
     curve = state.get("rss_peak_by_partition_mb") or []
     if curve:
         marks = sorted({1, *(len(curve) * k // 4 for k in (1, 2, 3, 4))} - {0})
         points = ", ".join(f"{n}: {curve[n - 1]:.0f}" for n in marks)
-        print(f"  state fold ({check['memory_pool']}), peak RSS in MB after N of "
-              f"{len(curve)} partitions (first run): {points}")
+        print(
+            f"  state fold ({check['memory_pool']}), peak RSS in MB after N of "
+            f"{len(curve)} partitions (first run): {points}"
+        )
 
     if "restore_state" not in variants:
         print(f"\nrestore not measured: {results.get('restore_skipped', '--skip-dynamodb')}")
         return
     small = results["restore_archive"]
-    print(f"\nrestore into DynamoDB Local: a smaller archive of {small['changes']:,} changes over "
-          f"{small['spec']['keys']:,} keys ({small['live']:,} present at the end), "
-          f"{results['concurrency']} lanes, after one unmeasured restore")
-    header = (f"{'variant':<52} {'changes':>9} {'writes':>7} {'best s':>6} {'1st s':>6} "
-              f"{'cpu s':>5} {'writes/s':>8} {'changes/s':>9} {'peak RSS':>8} {'+RSS':>8}")
+    print(
+        f"\nrestore into DynamoDB Local: a smaller archive of {small['changes']:,} changes over "
+        f"{small['spec']['keys']:,} keys ({small['live']:,} present at the end), "
+        f"{results['concurrency']} lanes, after one unmeasured restore"
+    )
+    header = (
+        f"{'variant':<52} {'changes':>9} {'writes':>7} {'best s':>6} {'1st s':>6} "
+        f"{'cpu s':>5} {'writes/s':>8} {'changes/s':>9} {'peak RSS':>8} {'+RSS':>8}"
+    )
     print(header)
     print("-" * len(header))
     for name in ("restore_state", "restore_events", "restore_dry_run"):
         row = variants[name]
         first = f"{row['first_s']:>6.2f}" if len(row["runs"]) > 1 else f"{'-':>6}"
         rate = f"{'-':>8}" if name == "restore_dry_run" else f"{row['writes_per_s']:>8,.0f}"
-        print(f"{LABELS[name]:<52} {row['events']:>9,} {row['writes']:>7,} {row['best_s']:>6.2f} "
-              f"{first} {row['best_cpu_s']:>5.2f} {rate} {row['events_per_s']:>9,.0f} "
-              f"{mb(row['rss_peak_mb']):>8} "
-              f"{mb(row['rss_added_mb']):>8}")
-    print("writes: puts + deletes (state mode into an empty table sends no deletes); (4b) runs at "
-          "most twice;\n  (4c) writes nothing: its writes are the puts it would send; cpu s: CPU "
-          "time of the restoring\n  process (its threads included) in the best run; DynamoDB "
-          "Local's own CPU is not in it.")
+        print(
+            f"{LABELS[name]:<52} {row['events']:>9,} {row['writes']:>7,} {row['best_s']:>6.2f} "
+            f"{first} {row['best_cpu_s']:>5.2f} {rate} {row['events_per_s']:>9,.0f} "
+            f"{mb(row['rss_peak_mb']):>8} "
+            f"{mb(row['rss_added_mb']):>8}"
+        )
+    print(
+        "writes: puts + deletes (state mode into an empty table sends no deletes); (4b) runs at "
+        "most twice;\n  (4c) writes nothing: its writes are the puts it would send; cpu s: CPU "
+        "time of the restoring\n  process (its threads included) in the best run; DynamoDB "
+        "Local's own CPU is not in it."
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--changes", type=int, default=1_000_000, help="changes in the archive")
     parser.add_argument("--keys", type=int, default=100_000, help="items they change")
-    parser.add_argument("--hours", type=int, default=24,
-                        help="hours the changes spread over: one partition each (default 24)")
-    parser.add_argument("--file-records", type=int, default=10_000,
-                        help="at most this many records per Parquet file (default 10,000)")
+    parser.add_argument(
+        "--hours",
+        type=int,
+        default=24,
+        help="hours the changes spread over: one partition each (default 24)",
+    )
+    parser.add_argument(
+        "--file-records",
+        type=int,
+        default=10_000,
+        help="at most this many records per Parquet file (default 10,000)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the generator")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
-    parser.add_argument("--restore-changes", type=int, default=20_000,
-                        help="changes in the archive restored into DynamoDB Local (default 20,000)")
-    parser.add_argument("--restore-keys", type=int, default=5_000,
-                        help="items they change (default 5,000)")
-    parser.add_argument("--concurrency", type=int, default=4,
-                        help="restore lanes (default 4, as the CLI)")
+    parser.add_argument(
+        "--restore-changes",
+        type=int,
+        default=20_000,
+        help="changes in the archive restored into DynamoDB Local (default 20,000)",
+    )
+    parser.add_argument(
+        "--restore-keys", type=int, default=5_000, help="items they change (default 5,000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="restore lanes (default 4, as the CLI)"
+    )
     parser.add_argument("--skip-dynamodb", action="store_true", help="do not measure restore")
-    parser.add_argument("--archive-dir", type=Path,
-                        help="keep the generated archives here and reuse them when the options "
-                        "match (default: a temporary folder, removed at the end)")
+    parser.add_argument(
+        "--archive-dir",
+        type=Path,
+        help="keep the generated archives here and reuse them when the options "
+        "match (default: a temporary folder, removed at the end)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
-    parser.add_argument("--report", type=Path, metavar="FILE",
-                        help="print the report of a saved results file; measure nothing")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="print the report of a saved results file; measure nothing",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -960,22 +1130,40 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine(), "repeat": args.repeat,
-                               "concurrency": args.concurrency, "variants": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "repeat": args.repeat,
+        "concurrency": args.concurrency,
+        "variants": {},
+    }
     scratch = args.archive_dir or Path(tempfile.mkdtemp(prefix="bench-replayer-"))
     try:
         big_dir = scratch / "archive"
-        print(f"generating {args.changes:,} changes over {args.keys:,} keys in {big_dir} ...",
-              flush=True)
-        results["archive"] = build_archive(big_dir, archive_spec(
-            args.changes, args.keys, args.hours, args.seed, args.file_records))
+        print(
+            f"generating {args.changes:,} changes over {args.keys:,} keys in {big_dir} ...",
+            flush=True,
+        )
+        results["archive"] = build_archive(
+            big_dir, archive_spec(args.changes, args.keys, args.hours, args.seed, args.file_records)
+        )
         measure_archive(args, results, big_dir, results["archive"])
         if not args.skip_dynamodb:
             small_dir = scratch / "restore-archive"
-            print(f"generating {args.restore_changes:,} changes over {args.restore_keys:,} keys "
-                  "for restore ...", flush=True)
-            results["restore_archive"] = build_archive(small_dir, archive_spec(
-                args.restore_changes, args.restore_keys, args.hours, args.seed, args.file_records))
+            print(
+                f"generating {args.restore_changes:,} changes over {args.restore_keys:,} keys "
+                "for restore ...",
+                flush=True,
+            )
+            results["restore_archive"] = build_archive(
+                small_dir,
+                archive_spec(
+                    args.restore_changes,
+                    args.restore_keys,
+                    args.hours,
+                    args.seed,
+                    args.file_records,
+                ),
+            )
             measure_restore(args, results, big_dir, small_dir)
     finally:
         if args.archive_dir is None:
@@ -984,7 +1172,8 @@ def main(argv: list[str] | None = None) -> int:
     state, python = results["variants"]["state"], results["variants"]["python"]
     fold_rate = state["events"] / state["best_work_s"]
     results["target"] = {
-        "events_per_s": state["events_per_s"], "fold_only_events_per_s": fold_rate,
+        "events_per_s": state["events_per_s"],
+        "fold_only_events_per_s": fold_rate,
         "x_python": state["events_per_s"] / python["events_per_s"],
         "x_python_fold_only": python["best_work_s"] / state["best_work_s"],
         "rate_met": state["events_per_s"] >= TARGET_RATE,
@@ -1002,8 +1191,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CHECK FAILED: {failure}")
     load = results["machine"].get("load_average_at_start")
     if load is not None and load > BUSY_LOAD:
-        print(f"warning: the 1-minute load average was {load:.2f} when the run started; other work "
-              "on this machine makes the figures noisy")
+        print(
+            f"warning: the 1-minute load average was {load:.2f} when the run started; other work "
+            "on this machine makes the figures noisy"
+        )
     return 1 if results["check_failures"] else 0
 
 
