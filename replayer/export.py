@@ -39,16 +39,18 @@ class Export:
                 raw = gzip.decompress(self.store.get(key))
             except (OSError, EOFError) as err:
                 raise ExportError(f"{self.store.uri}/{key}: not a gzip file ({err})") from None
-            for number, line in enumerate(raw.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    item = orjson.loads(line)["Item"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    raise ExportError(
-                        f'{self.store.uri}/{key}:{number}: not an export line ({{"Item": {{...}}}})'
-                    ) from None
-                yield item
+            yield from _json_lines(raw, f"{self.store.uri}/{key}", "Item")
+
+
+def _json_lines(data: bytes, where: str, field: str) -> Iterator[Any]:
+    """``field`` of every JSON line of ``data``; ExportError names the file and line otherwise."""
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)[field]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ExportError(f'{where}:{number}: a line without "{field}"') from None
 
 
 def _time_us(text: str, where: str) -> int:
@@ -92,16 +94,9 @@ def open_export(uri: str) -> Export:
         manifest = store.get("manifest-files.json")
     except FileNotFoundError:
         raise ExportError(f"{store.uri}: manifest-files.json is missing") from None
-    keys = []
-    for number, line in enumerate(manifest.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data_key = orjson.loads(line)["dataFileS3Key"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise ExportError(
-                f"{store.uri}/manifest-files.json:{number}: no dataFileS3Key"
-            ) from None
-        keys.append("data/" + str(data_key).rsplit("/", 1)[-1])
+    keys = [
+        "data/" + str(data_key).rsplit("/", 1)[-1]
+        for data_key in _json_lines(manifest, f"{store.uri}/manifest-files.json", "dataFileS3Key")
+    ]
     count = summary.get("itemCount")
     return Export(store, export_time, count if isinstance(count, int) else None, tuple(keys))
