@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from devkit import measure  # noqa: E402 - needs ROOT on sys.path
 from devkit.measure import peak_rss_mb, proc_status_mb  # noqa: E402
+from devkit.traffic import orders_table  # noqa: E402
 
 RESULTS = HERE / "results" / "poller.json"
 TABLE = "orders"
@@ -212,19 +213,7 @@ def update_arguments(
 
 
 def create_table(client: Any) -> str:
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    client.create_table(**orders_table(TABLE, stream_view_type="NEW_AND_OLD_IMAGES"))
     return str(client.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"])
 
 

@@ -58,6 +58,7 @@ sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
 from devkit.measure import machine, proc_status_mb  # noqa: E402 - needs ROOT on sys.path
+from devkit.traffic import orders_table  # noqa: E402
 
 RESULTS = HERE / "results" / "replayer.json"
 TABLE = "orders"
@@ -643,18 +644,7 @@ def dynamodb_client() -> Any:
 
 
 def new_table(client: Any, name: str) -> str:
-    client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client.create_table(**orders_table(name))
     client.get_waiter("table_exists").wait(TableName=name)
     return name
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from devkit.servers import SeaweedS3
-from devkit.traffic import TableHistory, lambda_events
+from devkit.traffic import TableHistory, lambda_events, orders_table
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ARCHIVE = ROOT / "demo-archive"
@@ -60,9 +60,7 @@ def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[
     return records, failures, time.perf_counter() - started
 
 
-def restore_demo(
-    uri: str, records: list[dict[str, Any]], env: dict[str, str], until: str
-) -> None:
+def restore_demo(uri: str, records: list[dict[str, Any]], env: dict[str, str], until: str) -> None:
     """Rebuild the orders table as it was at `until` in DynamoDB Local, and check it."""
     from devkit.servers import DynamoDBLocal, ServerError
     from replayer.window import parse_time
@@ -74,18 +72,7 @@ def restore_demo(
         return
     try:
         client = ddb.client()
-        client.create_table(
-            TableName="orders-restored",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(**orders_table("orders-restored"))
         say(
             f"replayer restore --table orders --into orders-restored --until {until} "
             f"(DynamoDB Local at {ddb.endpoint})"

@@ -17,8 +17,9 @@ import traceback
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from devkit.servers import LocalServer
 
 _PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
@@ -33,7 +34,7 @@ def function_name(reference: str) -> str:
     return parts[0]  # NAME[:QUALIFIER]
 
 
-class LambdaServer:
+class LambdaServer(LocalServer):
     """``with LambdaServer({"consumer": fn}) as server: ...`` -> ``server.endpoint``."""
 
     def __init__(self, functions: dict[str, Callable[[Any, Any], Any]] | None = None) -> None:
@@ -112,14 +113,3 @@ class LambdaServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> LambdaServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

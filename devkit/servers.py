@@ -29,26 +29,16 @@ class ServerError(RuntimeError):
     """A local server could not be started."""
 
 
-class ProcessServer(abc.ABC):
-    """A server run as a child process: a context manager that starts and stops it."""
-
-    proc: subprocess.Popen[bytes] | None = None
-    stop_timeout = 10.0
+class LocalServer(abc.ABC):
+    """A local server as a context manager: ``with Server() as server: ...``."""
 
     @abc.abstractmethod
     def start(self) -> Self:
-        """Start the process and wait until it answers."""
+        """Start the server and wait until it answers."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        """Terminate the process, killing it if it does not stop in time."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        """Stop the server."""
 
     def __enter__(self) -> Self:
         return self.start()
@@ -60,6 +50,24 @@ class ProcessServer(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ProcessServer(LocalServer):
+    """A server run as a child process."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout = 10.0
+
+    def stop(self) -> None:
+        """Terminate the process, killing it if it does not stop in time."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
 
 
 def _port_free(port: int) -> bool:

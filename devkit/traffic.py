@@ -224,3 +224,25 @@ def kinesis_record(
         "awsRegion": change["awsRegion"],
         "eventSourceARN": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{table}-changes",
     }
+
+
+def orders_table(name: str, *, stream_view_type: str | None = None) -> dict[str, Any]:
+    """``create_table`` arguments for a table keyed like TableHistory's (pk S, sk N)."""
+    definition: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if stream_view_type:
+        definition["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": stream_view_type,
+        }
+    return definition
