@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,10 +29,6 @@ CHUNK = 10_000  # records per archive call: bounds memory on large backfill file
 
 class UsageError(Exception):
     """Bad usage: exit status 2."""
-
-
-class InputError(Exception):
-    """A file whose content is not stream records: exit status 1, other files go on."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="also store images as plain JSON (default: $ARCHIVER_PLAIN_IMAGES)",
+    )
+    ingest.add_argument(
+        "--image-check",
+        choices=["full", "light"],
+        help="full: every attribute value of every image checked against DynamoDB's types "
+        "(default for ingest); light: images need only be JSON objects "
+        "(default: $ARCHIVER_IMAGE_CHECK, else full)",
     )
     ingest.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     _athena_parser(commands)
@@ -213,6 +217,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "default_table": args.table if args.command == "ingest" else None,
         "promoted_columns": args.promoted_columns,
         "plain_images": getattr(args, "plain_images", None),
+        "image_check": getattr(args, "image_check", None),
     }
     if args.command == "run":
         overrides.update(
@@ -237,51 +242,11 @@ def _settings(args: argparse.Namespace) -> Any:
         raise UsageError("; ".join(problems)) from None
 
 
-def _records_in(data: bytes, name: str) -> list[Any]:
-    """The stream records a file holds, in order."""
-    if not data.strip():
-        return []
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        records: list[Any] = []
-        for number, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records += _records_of(orjson.loads(line), f"{name}:{number}")
-            except orjson.JSONDecodeError as err:
-                raise InputError(f"{name}:{number}: not JSON ({err.msg})") from None
-        return records
-    return _records_of(document, name)
-
-
-def _records_of(document: Any, where: str) -> list[Any]:
-    if isinstance(document, list):
-        return document
-    if isinstance(document, dict):
-        if "Records" in document:
-            if not isinstance(document["Records"], list):
-                raise InputError(f"{where}: 'Records' is not a list")
-            return list(document["Records"])
-        if "eventName" in document or "dynamodb" in document or "kinesis" in document:
-            return [document]
-        raise InputError(
-            f"{where}: a JSON object that is neither a Lambda event nor a stream record "
-            f"(keys {sorted(document)[:5]})"
-        )
-    raise InputError(
-        f"{where}: expected a Lambda event, a record or a list of records, "
-        f"got {type(document).__name__}"
-    )
-
-
-def _read(name: str, stdin: IO[bytes]) -> bytes:
+def _open(name: str, stdin: IO[bytes]) -> IO[bytes]:
     if name == "-":
-        return stdin.read()
-    path = Path(name)
+        return stdin
     try:
-        return path.read_bytes()
+        return Path(name).open("rb")
     except FileNotFoundError:
         raise UsageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -290,43 +255,67 @@ def _read(name: str, stdin: IO[bytes]) -> bytes:
         raise UsageError(f"{name}: cannot read ({err.strerror})") from None
 
 
-def _chunks(records: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(records), CHUNK):
-        yield records[start : start + CHUNK]
+def _chunks(records: Iterator[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    chunk: list[tuple[str, bytes]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _add(totals: dict[str, int], report: Any) -> None:
+    totals["records"] += report.received
+    totals["archived"] += report.archived
+    totals["dead_lettered"] += report.dead_lettered
+    totals["failed"] += len(report.failed_positions)
+    totals["files"] += len(report.files)
+    totals["bytes"] += report.bytes_written
+    for error in report.errors:
+        log.error("write failed: %s", error)
 
 
 def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    from archiver.split import EventShapeError, iter_document
     from archiver.stores import store_for
     from archiver.write import ArchiveOptions, archive_records
 
     settings = _settings(args)
     store = store_for(settings.archive_uri, settings.sse_arguments)
-    options = ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table)
+    # Files people make get the full DynamoDB-type check unless they ask for less.
+    full_check = settings.image_check != "light"
+    options = ArchiveOptions(
+        settings.promoted, settings.plain_images, settings.default_table, full_check
+    )
     files = args.files or ["-"]
     totals = {"records": 0, "archived": 0, "dead_lettered": 0, "failed": 0, "files": 0, "bytes": 0}
     bad_files = 0
     status = 0
     for name in files:
         try:
-            records = _records_in(_read(name, stdin), "<stdin>" if name == "-" else name)
+            handle = _open(name, stdin)
         except UsageError as err:
             log.error("%s", err)
             status = 2
             continue
-        except InputError as err:
+        label = "<stdin>" if name == "-" else name
+        try:
+            with handle if handle is not stdin else nullcontext(handle):
+                for chunk in _chunks(iter_document(handle, label)):
+                    report = archive_records(
+                        [text for _, text in chunk], store, options, origins=[w for w, _ in chunk]
+                    )
+                    _add(totals, report)
+        except EventShapeError as err:
             log.error("%s", err)
             bad_files += 1
             continue
-        for chunk in _chunks(records):
-            report = archive_records(chunk, store, options)
-            totals["records"] += report.received
-            totals["archived"] += report.archived
-            totals["dead_lettered"] += report.dead_lettered
-            totals["failed"] += len(report.failed_positions)
-            totals["files"] += len(report.files)
-            totals["bytes"] += report.bytes_written
-            for error in report.errors:
-                log.error("write failed: %s", error)
+        except OSError as err:
+            log.error("%s: cannot read (%s)", label, err.strerror or err)
+            bad_files += 1
+            continue
     print(
         f"archived {totals['archived']} of {totals['records']} records into {totals['files']} objects "
         f"({totals['bytes']:,} bytes) at {store.uri}"

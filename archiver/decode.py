@@ -1,51 +1,202 @@
-"""Decoding: raw Lambda event records in, validated ChangeRecords (or reasons) out.
+"""Decoding from bytes: the JSON text of stream records in, ChangeRecords (or reasons) out.
 
-Two shapes arrive: DynamoDB Streams records (``eventSource: aws:dynamodb``)
-and Kinesis Data Streams records carrying a DynamoDB change as base64 JSON
-(``eventSource: aws:kinesis``). Each record is checked before it is archived:
-a record that cannot be decoded raises RecordError, naming the record and the
-attribute path, so the caller can dead-letter it and archive the rest.
+One decoder serves every source: the body of a Lambda invocation, a GetRecords
+response and the files ``archiver ingest`` reads are cut into the raw text of
+each record (:mod:`archiver.split`), and :func:`decode_record` turns one record's text into the
+archive's columns without rebuilding its images: ``Keys``, ``NewImage`` and
+``OldImage`` stay the exact text that arrived, the envelope is that text with
+the images cut out, and only the few fields the archive keeps as columns are
+decoded. Numbers inside images are never parsed, so none becomes a float.
+
+Two shapes arrive: DynamoDB Streams records (``eventSource: aws:dynamodb``) and
+Kinesis Data Streams records carrying a DynamoDB change as base64 JSON
+(``eventSource: aws:kinesis``). A record that cannot be archived raises
+RecordError naming the record and the problem, so the caller dead-letters it
+and archives the rest.
+
+What is checked (see the README's "Validation" section): always the envelope
+fields that become columns (ids, event name, sequence number of at most 40
+ASCII digits, or 128 for Kinesis, a plausible change time, view type, sizes
+within 64 bits), the keys (a non-empty map of S, N or B values: they are small
+and become the canonical item key), and that every image is a JSON object of
+valid UTF-8. ``full_check=True`` also checks every attribute value of every
+image against DynamoDB's types: the default for files people make, a setting
+for records from the AWS service, which DynamoDB has already checked.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
 import re
-from typing import Any
+from itertools import pairwise
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
-from archiver.archive.dynamojson import check_image, check_keys, valid_image, valid_keys
+from archiver.archive.dynamojson import check_image, check_keys, plain_keys, valid_keys
 from archiver.archive.errors import InvalidNameError, RecordError
 from archiver.archive.layout import validate_table_name
 from archiver.archive.record import (
     DYNAMODB_SOURCE,
     KINESIS_SOURCE,
+    TTL_PRINCIPAL,
     ChangeRecord,
     EventName,
     ViewType,
 )
+from archiver.jsontext import JsonTextError, decode_members, members, replace_members
 
-__all__ = ["decode_record", "item_identifier", "table_of"]
+__all__ = [
+    "as_text",
+    "decode_record",
+    "item_identifier",
+    "table_of",
+]
 
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[^:]*:[^:]*:table/(?P<table>[^/]+)/stream/.+$")
-_DIGITS = re.compile(r"\d{1,128}")
 _EVENT_NAMES = {e.value: e for e in EventName}
 _VIEW_TYPES = frozenset(v.value for v in ViewType)
-_IMAGE_KEYS = ("Keys", "NewImage", "OldImage")
+_IMAGES = ("Keys", "NewImage", "OldImage")
+_NULLS = {name: b"null" for name in _IMAGES}
+_PLACEHOLDERS = {name: orjson.dumps(name) + b":null" for name in _IMAGES}
+_HEADERS = {name: orjson.dumps(name) + b":" for name in _IMAGES}
+# DynamoDB sequence numbers have 21 to 40 digits (some emulators write fewer); Kinesis ones
+# up to 128. Longer ones would sort out of order once padded to the column's width.
+_MAX_DIGITS = {DYNAMODB_SOURCE: 40, KINESIS_SOURCE: 128}
 # Changes made before 2000 or after 2200 are not plausible stream records.
-_MIN_US, _MAX_US = 946_684_800 * 10**6, 7_258_118_400 * 10**6
+_MIN_S, _MAX_S = 946_684_800, 7_258_118_400
 _PRECISION = {"MILLISECOND": 1_000, "MICROSECOND": 1}
+_INT64 = 2**63
+
+_STR = msgspec.json.Decoder(str)
+_OPTIONAL_STR = msgspec.json.Decoder(str | None)
+_INT = msgspec.json.Decoder(int)
+_NUMBER = msgspec.json.Decoder(int | float)
 _valid_tables: set[str] = set()
+_tables_by_arn: dict[str, str | None] = {}
+
+# The fast path: one typed decode (in C) of everything the columns need, with the checks
+# as constraints; images stay raw. A record it refuses goes to the exact walk below, which
+# decodes the unusual shapes too, or says what is wrong.
+_ABSENT = msgspec.Raw(b"")
+_Seconds = Annotated[int, msgspec.Meta(ge=_MIN_S, lt=_MAX_S)]
+_FloatSeconds = Annotated[float, msgspec.Meta(ge=_MIN_S, lt=_MAX_S)]
+
+
+class _FastDynamodb(msgspec.Struct):
+    ApproximateCreationDateTime: _Seconds | _FloatSeconds
+    Keys: msgspec.Raw
+    SequenceNumber: Annotated[str, msgspec.Meta(pattern="^[0-9]{1,40}$")]
+    NewImage: msgspec.Raw = _ABSENT
+    OldImage: msgspec.Raw = _ABSENT
+    SizeBytes: Annotated[int, msgspec.Meta(ge=0, le=_INT64 - 1)] | None = None
+    StreamViewType: Literal["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"] | None = (
+        None
+    )
+
+
+class _FastRecord(msgspec.Struct):
+    eventID: Annotated[str, msgspec.Meta(min_length=1)]
+    eventName: Literal["INSERT", "MODIFY", "REMOVE"]
+    dynamodb: _FastDynamodb
+    eventSource: Literal["aws:dynamodb"] = "aws:dynamodb"
+    eventSourceARN: str | None = None
+    awsRegion: str | None = None
+    userIdentity: msgspec.Raw = _ABSENT
+
+
+class _FastKinesisDynamodb(msgspec.Struct):
+    ApproximateCreationDateTime: Annotated[int, msgspec.Meta(ge=0)]
+    Keys: msgspec.Raw
+    NewImage: msgspec.Raw = _ABSENT
+    OldImage: msgspec.Raw = _ABSENT
+    SizeBytes: Annotated[int, msgspec.Meta(ge=0, le=_INT64 - 1)] | None = None
+    StreamViewType: Literal["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"] | None = (
+        None
+    )
+    ApproximateCreationDateTimePrecision: Literal["MILLISECOND", "MICROSECOND"] = "MILLISECOND"
+
+
+class _FastChange(msgspec.Struct):
+    """The DynamoDB change inside a Kinesis record's ``data``."""
+
+    eventID: Annotated[str, msgspec.Meta(min_length=1)]
+    eventName: Literal["INSERT", "MODIFY", "REMOVE"]
+    dynamodb: _FastKinesisDynamodb
+    tableName: str
+    awsRegion: str | None = None
+    userIdentity: msgspec.Raw = _ABSENT
+
+
+class _FastKinesisData(msgspec.Struct):
+    sequenceNumber: Annotated[str, msgspec.Meta(pattern="^[0-9]{1,128}$")]
+    data: str
+
+
+class _FastKinesisRecord(msgspec.Struct):
+    kinesis: _FastKinesisData
+    eventSource: Literal["aws:kinesis"] = "aws:kinesis"
+    eventSourceARN: str | None = None
+
+
+class _Identity(msgspec.Struct):
+    principalId: str | None = None
+    PrincipalId: str | None = None
+
+
+_encode = msgspec.json.encode
+_FAST = msgspec.json.Decoder(_FastRecord)
+_FAST_KINESIS = msgspec.json.Decoder(_FastKinesisRecord)
+_FAST_CHANGE = msgspec.json.Decoder(_FastChange)
+_IDENTITY = msgspec.json.Decoder(_Identity)
+
+
+def as_text(record: Any) -> bytes:
+    """A record given as a Python object (a Lambda event's element) as compact JSON text.
+
+    Raises
+    ------
+    RecordError
+        When the object cannot be written as JSON (strings with lone
+        surrogates, nesting deeper than the encoders allow).
+    """
+    if isinstance(record, bytes | bytearray | memoryview):
+        return bytes(record)
+    try:
+        return orjson.dumps(record)
+    except (TypeError, orjson.JSONEncodeError) as err:
+        reason = err
+    try:
+        # msgspec writes integers of any size exactly (orjson stops at 64 bits), and spells
+        # everything else as orjson does, but for the exponent of large floats.
+        return _encode(record)
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError):
+        raise RecordError(f"the record cannot be written as JSON ({reason})") from None
 
 
 def _where(table: Any, event_id: Any, sequence: Any) -> str:
     return f"{table or '?'}/{event_id or '?'}/{sequence or '?'}"
 
 
-_tables_by_arn: dict[str, str | None] = {}
+_ID_IN_TEXT = re.compile(rb'"eventID"[ \t\r\n]*:[ \t\r\n]*"([!#-\[\]-~]{1,128})"')
+_SEQUENCE_IN_TEXT = re.compile(
+    rb'"(?:SequenceNumber|sequenceNumber)"[ \t\r\n]*:[ \t\r\n]*"([0-9]{1,128})"'
+)
+
+
+def _where_of_text(text: bytes) -> str:
+    """How to name a record the parser refuses: its eventID and sequence number, if legible."""
+    event_id = _ID_IN_TEXT.search(text[:65536])
+    sequence = _SEQUENCE_IN_TEXT.search(text)
+    if event_id is None and sequence is None:
+        return ""
+    return _where(
+        None,
+        event_id[1].decode() if event_id else None,
+        sequence[1].decode() if sequence else None,
+    )
 
 
 def _table_of_arn(arn: str) -> str | None:
@@ -59,12 +210,42 @@ def _table_of_arn(arn: str) -> str | None:
     return table
 
 
+# --- what a record is, even when it cannot be decoded -------------------------------------
+
+
+def _fields(raw: Any) -> dict[str, msgspec.Raw] | None:
+    if not isinstance(raw, bytes | bytearray | memoryview | msgspec.Raw):
+        return None
+    try:
+        return decode_members(raw)
+    except JsonTextError:
+        return None
+
+
+def _string(fields: dict[str, msgspec.Raw] | None, name: str) -> str | None:
+    if fields is None or name not in fields:
+        return None
+    try:
+        value = _STR.decode(fields[name])
+    except msgspec.DecodeError:
+        return None
+    return value
+
+
 def table_of(raw: Any, default_table: str | None = None) -> str | None:
     """The table a raw record belongs to, if it can be told (used to file dead letters too)."""
-    if not isinstance(raw, dict):
+    if isinstance(raw, dict):
+        try:
+            raw = as_text(raw)
+        except RecordError:
+            return default_table
+    fields = _fields(raw)
+    if fields is None:
         return default_table
-    arn = raw.get("eventSourceARN")
-    if raw.get("eventSource") != KINESIS_SOURCE and isinstance(arn, str):
+    if _string(fields, "eventSource") == KINESIS_SOURCE:
+        return default_table
+    arn = _string(fields, "eventSourceARN")
+    if arn is not None:
         table = _table_of_arn(arn)
         if table is not None:
             return table
@@ -72,153 +253,520 @@ def table_of(raw: Any, default_table: str | None = None) -> str | None:
 
 
 def item_identifier(raw: Any) -> str | None:
-    """What Lambda expects back in ``batchItemFailures`` for this record."""
-    if not isinstance(raw, dict):
+    """What Lambda expects back in ``batchItemFailures`` for this record (text or dict)."""
+    if isinstance(raw, dict):
+        if raw.get("eventSource") == KINESIS_SOURCE or "kinesis" in raw:
+            value = (raw.get("kinesis") or {}).get("sequenceNumber")
+        else:
+            value = (raw.get("dynamodb") or {}).get("SequenceNumber")
+        return value if isinstance(value, str) else None
+    fields = _fields(raw)
+    if fields is None:
         return None
-    if raw.get("eventSource") == KINESIS_SOURCE:
-        value = (raw.get("kinesis") or {}).get("sequenceNumber")
-    else:
-        value = (raw.get("dynamodb") or {}).get("SequenceNumber")
-    return value if isinstance(value, str) else None
+    if "kinesis" in fields:
+        return _string(_fields(fields["kinesis"]), "sequenceNumber")
+    return _string(_fields(fields.get("dynamodb", b"null")), "SequenceNumber")
+
+
+# --- one record ---------------------------------------------------------------------------
 
 
 def decode_record(
-    raw: Any, default_table: str | None = None, shard_id: str | None = None
+    raw: Any,
+    default_table: str | None = None,
+    shard_id: str | None = None,
+    *,
+    stream_arn: str | None = None,
+    full_check: bool = False,
 ) -> ChangeRecord:
-    """Decode and validate one record of a Lambda event.
+    """Decode and check one stream record given as its JSON text (or as a Python object).
 
     Parameters
     ----------
     raw
-        One element of the event's ``Records``.
+        One record's JSON text: an element of a Lambda event's ``Records`` or of
+        a GetRecords response. A Python object (a parsed element) is first
+        written as compact JSON.
     default_table
-        The table to file records under when they do not name one
-        (a DynamoDB Streams record without ``eventSourceARN``).
+        The table to file records under when they do not name one.
     shard_id
         The stream shard the record was read from, when known (the poller).
+    stream_arn
+        The stream the record was read from (GetRecords records carry no
+        ``eventSourceARN``: it is added to the envelope, as Lambda adds it).
+    full_check
+        Check every attribute value of every image against DynamoDB's types.
 
     Raises
     ------
     RecordError
         Naming the record (table/eventID/sequence) and what was wrong.
     """
-    if not isinstance(raw, dict):
-        raise RecordError(f"a stream record must be a JSON object, got {type(raw).__name__}")
-    if raw.get("eventSource") == KINESIS_SOURCE or "kinesis" in raw:
-        return _decode_kinesis(raw)
-    return _decode_dynamodb(raw, default_table, shard_id)
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        if not isinstance(raw, dict):
+            raise RecordError(f"a stream record must be a JSON object, got {type(raw).__name__}")
+        raw = as_text(raw)
+    text = bytes(raw)
+    if b'"kinesis"' in text:
+        record = _decode_fast_kinesis(text, full_check)
+    else:
+        try:
+            fast = _FAST.decode(text)
+        except (msgspec.DecodeError, RecursionError):
+            fast = None
+        record = (
+            None
+            if fast is None
+            else _decode_fast(text, fast, default_table, shard_id, stream_arn, full_check)
+        )
+    if record is not None:
+        return record
+    try:
+        fields = decode_members(text)
+    except JsonTextError as err:
+        reason = (
+            "a stream record must be a JSON object, got another JSON value"
+            if str(err) == "not a JSON object"
+            else f"the record is {err}"
+        )
+        raise RecordError(reason, _where_of_text(text)) from None
+    if "kinesis" in fields or _string(fields, "eventSource") == KINESIS_SOURCE:
+        return _decode_kinesis(text, fields, full_check)
+    return _decode_dynamodb(text, fields, default_table, shard_id, stream_arn, full_check)
+
+
+def _decode_fast(
+    text: bytes,
+    fast: _FastRecord,
+    default_table: str | None,
+    shard_id: str | None,
+    stream_arn: str | None,
+    full_check: bool,
+) -> ChangeRecord | None:
+    """A DynamoDB Streams record the typed decode accepted, or None to take the exact walk.
+
+    Straight-line on purpose: at this rate every Python operation per record counts.
+    """
+    ddb = fast.dynamodb
+    arn = fast.eventSourceARN
+    if arn is None:
+        arn = stream_arn
+    table = _table_of_arn(arn) if arn is not None else None
+    if table is None:
+        table = default_table
+        if table is None:
+            return None
+    if table not in _valid_tables and not _remember_table(table):
+        return None
+    cut = _cut_images(text, ddb)
+    if cut is None:
+        return None
+    envelope, keys, new, old = cut
+    if fast.eventSourceARN is None and stream_arn is not None:
+        if b'"eventSourceARN"' in envelope:
+            return None
+        # GetRecords records carry no eventSourceARN; Lambda adds it, and so does the archive.
+        close = envelope.rstrip().rfind(b"}")
+        envelope = envelope[:close] + b',"eventSourceARN":' + _encode(stream_arn) + b"}"
+    seconds = ddb.ApproximateCreationDateTime
+    change_us = seconds * 1_000_000 if type(seconds) is int else round(seconds * 1_000_000)
+    return _fast_record(
+        fast,
+        table,
+        DYNAMODB_SOURCE,
+        ddb.SequenceNumber,
+        change_us,
+        (keys, new, old, envelope),
+        arn,
+        shard_id,
+        full_check,
+    )
+
+
+def _decode_fast_kinesis(text: bytes, full_check: bool) -> ChangeRecord | None:
+    """A Kinesis-delivered change, or None to take the exact walk.
+
+    Only records whose ``data`` the archive can give back byte for byte take this
+    path: canonical base64 of an inner record whose image members are compact.
+    """
+    try:
+        outer = _FAST_KINESIS.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    data = outer.kinesis.data
+    try:
+        inner = base64.b64decode(data, validate=True)
+        change = _FAST_CHANGE.decode(inner)
+    except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError):
+        return None
+    ddb = change.dynamodb
+    table = change.tableName
+    if table not in _valid_tables and not _remember_table(table):
+        return None
+    cut = _cut_images(inner, ddb)
+    if cut is None:
+        return None
+    inner_envelope, keys, new, old = cut
+    quoted = b'"data":"' + data.encode() + b'"'
+    if (
+        text.count(b'"data":') != 1
+        or quoted not in text
+        or base64.b64encode(inner) != data.encode()
+    ):
+        return None
+    factor = 1_000 if ddb.ApproximateCreationDateTimePrecision == "MILLISECOND" else 1
+    change_us = ddb.ApproximateCreationDateTime * factor
+    if not _MIN_S * 1_000_000 <= change_us < _MAX_S * 1_000_000:
+        return None
+    envelope = text.replace(quoted, b'"data":' + inner_envelope, 1)
+    return _fast_record(
+        change,
+        table,
+        KINESIS_SOURCE,
+        outer.kinesis.sequenceNumber,
+        change_us,
+        (keys, new, old, envelope),
+        outer.eventSourceARN,
+        None,
+        full_check,
+    )
+
+
+def _cut_images(
+    text: bytes, ddb: _FastDynamodb | _FastKinesisDynamodb
+) -> tuple[bytes, bytes, bytes | None, bytes | None] | None:
+    """``(envelope, keys, new_image, old_image)`` cut from a record's text, or None to decline.
+
+    Exact: the envelope is the text with each image's value replaced by ``null``.
+    """
+    # Each image member is cut out where its one member header sits. A header cannot occur
+    # inside a JSON string, so when it occurs once, that is the member.
+    keys = bytes(ddb.Keys)
+    new_raw, old_raw = ddb.NewImage, ddb.OldImage
+    new = None if new_raw is _ABSENT else bytes(new_raw)
+    old = None if old_raw is _ABSENT else bytes(old_raw)
+    if new == b"null":
+        new = None
+    if old == b"null":
+        old = None
+    key_at = text.find(b'"Keys":') + 7
+    if key_at == 6 or text.count(b'"Keys":') != 1 or not text.startswith(keys, key_at):
+        return None
+    cuts = [(key_at, key_at + len(keys))]
+    for header, value, raw in ((b'"NewImage":', new, new_raw), (b'"OldImage":', old, old_raw)):
+        if value is not None:
+            at = text.find(header) + 11
+            if text.count(header) != 1 or not text.startswith(value, at):
+                return None
+            cuts.append((at, at + len(value)))
+        elif raw is _ABSENT and header in text:
+            return None
+    cuts.sort()
+    parts = [text[: cuts[0][0]]]
+    for (_, end), (start, _) in pairwise(cuts):
+        parts += (b"null", text[end:start])
+    parts += (b"null", text[cuts[-1][1] :])
+    return b"".join(parts), keys, new, old
+
+
+def _fast_record(
+    fast: _FastRecord | _FastChange,
+    table: str,
+    source: str,
+    sequence: str,
+    change_us: int,
+    texts: tuple[bytes, bytes | None, bytes | None, bytes],
+    arn: str | None,
+    shard_id: str | None,
+    full_check: bool,
+) -> ChangeRecord | None:
+    keys, new, old, envelope = texts
+    ddb = fast.dynamodb
+    name = _EVENT_NAMES[fast.eventName]
+    view = ddb.StreamViewType
+    if view is not None:
+        if view == "NEW_AND_OLD_IMAGES":
+            if (new is None and name is not EventName.REMOVE) or (
+                old is None and name is not EventName.INSERT
+            ):
+                return None
+        elif (view == "NEW_IMAGE" and new is None and name is not EventName.REMOVE) or (
+            view == "OLD_IMAGE" and old is None and name is not EventName.INSERT
+        ):
+            return None
+    if full_check:
+        try:
+            if new is not None:
+                _check_image(new, "NewImage", True)
+            if old is not None:
+                _check_image(old, "OldImage", True)
+        except RecordError:
+            return None
+    elif (new is not None and (new[:1] != b"{" or not (new.isascii() or _utf8(new)))) or (
+        old is not None and (old[:1] != b"{" or not (old.isascii() or _utf8(old)))
+    ):
+        return None
+    if not (envelope.isascii() or _utf8(envelope)):
+        return None
+    columns = _key_columns(keys)
+    if columns is None:
+        return None
+    identity: bytes | None = None
+    ttl = False
+    if fast.userIdentity is not _ABSENT:
+        identity = bytes(fast.userIdentity)
+        if identity == b"null":
+            identity = None
+        else:
+            try:
+                who = _IDENTITY.decode(identity)
+            except msgspec.DecodeError:
+                return None
+            principal = who.principalId if who.principalId is not None else who.PrincipalId
+            ttl = name is EventName.REMOVE and principal == TTL_PRINCIPAL
+    return ChangeRecord(
+        table,
+        fast.eventID,
+        name,
+        source,
+        sequence,
+        change_us,
+        keys,
+        new,
+        old,
+        envelope,
+        columns[0],
+        columns[1],
+        arn,
+        view,
+        ddb.SizeBytes,
+        fast.awsRegion,
+        identity,
+        ttl,
+        shard_id,
+    )
+
+
+def _utf8(text: bytes) -> bool:
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _remember_table(table: str) -> bool:
+    try:
+        validate_table_name(table)
+    except InvalidNameError:
+        return False
+    if len(_valid_tables) < 1024:
+        _valid_tables.add(table)
+    return True
+
+
+_key_cache: dict[bytes, tuple[bytes, bytes] | None] = {}
+
+
+def _key_columns(keys_text: bytes) -> tuple[bytes, bytes] | None:
+    """``(item_key, keys_plain)`` of a key's text, or None when it is not a valid key map.
+
+    Changes to one item repeat its key: a bounded cache saves the parse for the repeats.
+    """
+    try:
+        return _key_cache[keys_text]
+    except KeyError:
+        pass
+    try:
+        keys = orjson.loads(keys_text)
+    except orjson.JSONDecodeError:
+        return None
+    columns = None
+    if valid_keys(keys):
+        # msgspec, not orjson: its bytes are the text's size (orjson's keep a 4 KB buffer).
+        columns = (_encode(keys, order="sorted"), _encode(plain_keys(keys)))
+    if len(_key_cache) >= 16_384:
+        _key_cache.clear()
+    _key_cache[keys_text] = columns
+    return columns
+
+
+# --- the exact walk: unusual shapes, and the reason a record cannot be archived ----------
+
+
+class _Change:
+    """The DynamoDB change inside a record: its fields, images and envelope text."""
+
+    __slots__ = ("ddb", "envelope", "exact", "fields", "images", "text")
+
+    def __init__(self, text: bytes, fields: dict[str, msgspec.Raw], where: str) -> None:
+        self.text = text
+        self.fields = fields
+        raw = fields.get("dynamodb")
+        if raw is None:
+            raise RecordError("missing 'dynamodb'", where)
+        ddb_text = bytes(raw)
+        try:
+            self.ddb = decode_members(ddb_text)
+        except JsonTextError:
+            raise RecordError("'dynamodb' must be an object", where) from None
+        images: dict[str, bytes | None] = {}
+        for name in _IMAGES:
+            value = self.ddb.get(name)
+            images[name] = None if value is None or bytes(value) == b"null" else bytes(value)
+        self.images = images
+        try:
+            spans = members(ddb_text, self.ddb)
+            ddb_envelope = replace_members(ddb_text, spans, _NULLS, respell=True)
+            outer = members(text, fields)
+        except JsonTextError as err:
+            raise RecordError(f"'dynamodb' or the record: {err}", where) from None
+        # Replay puts each image back where its placeholder is: exact when the member was
+        # spelled as the placeholder spells it, the same JSON in any case.
+        self.exact = all(
+            ddb_text[spans[name][0] : spans[name][1]] == _HEADERS[name]
+            for name in _IMAGES
+            if name in spans
+        )
+        self.envelope = replace_members(text, outer, {"dynamodb": ddb_envelope})
+
+    def check_placeholders(self, envelope: bytes, where: str) -> None:
+        for name in _IMAGES:
+            if envelope.count(_PLACEHOLDERS[name]) != (1 if name in self.ddb else 0):
+                raise RecordError(
+                    f"the record holds a member named {name} outside 'dynamodb': "
+                    "it could not be rebuilt exactly",
+                    where,
+                )
 
 
 def _decode_dynamodb(
-    raw: dict[str, Any], default_table: str | None, shard_id: str | None
+    text: bytes,
+    fields: dict[str, msgspec.Raw],
+    default_table: str | None,
+    shard_id: str | None,
+    stream_arn: str | None,
+    full_check: bool,
 ) -> ChangeRecord:
-    event_id = raw.get("eventID")
-    ddb = raw.get("dynamodb")
-    sequence = ddb.get("SequenceNumber") if isinstance(ddb, dict) else None
-    table = table_of(raw, default_table)
+    event_id = _string(fields, "eventID")
+    ddb_fields = _fields(fields["dynamodb"]) if "dynamodb" in fields else None
+    sequence = _string(ddb_fields, "SequenceNumber")
+    arn = _string(fields, "eventSourceARN")
+    if arn is None and bytes(fields.get("eventSourceARN", b"null")) != b"null":
+        raise RecordError("eventSourceARN must be a string", _where(None, event_id, sequence))
+    arn = arn if arn is not None else stream_arn
+    table = _table_of_arn(arn) if arn is not None else None
+    table = table if table is not None else default_table
     where = _where(table, event_id, sequence)
-    source = raw.get("eventSource", DYNAMODB_SOURCE)
-    if source != DYNAMODB_SOURCE:
-        raise RecordError(f"unknown eventSource {source!r}", where)
-    if not isinstance(ddb, dict):
-        raise RecordError("missing 'dynamodb'", where)
-    if not isinstance(sequence, str) or _DIGITS.fullmatch(sequence) is None:
-        raise RecordError("dynamodb.SequenceNumber must be a string of digits", where)
+    source = _string(fields, "eventSource")
+    if "eventSource" in fields and source != DYNAMODB_SOURCE:
+        raise RecordError(f"unknown eventSource {_shown(fields['eventSource'])}", where)
+    change = _Change(text, fields, where)
+    _check_sequence(change.ddb.get("SequenceNumber"), DYNAMODB_SOURCE, where)
+    assert sequence is not None
     if table is None:
-        arn = raw.get("eventSourceARN")
         reason = (
             f"eventSourceARN {arn!r} is not a DynamoDB stream ARN"
             if arn is not None
             else "no eventSourceARN and no default table to file it under"
         )
         raise RecordError(reason, where)
-    change_us = _seconds_to_us(ddb.get("ApproximateCreationDateTime"), where)
-    return _change(
-        raw,
-        ddb,
+    change_us = _seconds_to_us(change.ddb.get("ApproximateCreationDateTime"), where)
+    envelope = change.envelope
+    if stream_arn is not None and "eventSourceARN" not in fields:
+        # GetRecords records carry no eventSourceARN; Lambda adds it, and so does the archive.
+        close = envelope.rstrip().rfind(b"}")
+        envelope = envelope[:close] + b',"eventSourceARN":' + _encode(stream_arn) + b"}"
+    change.check_placeholders(envelope, where)
+    return _record(
+        change,
         table,
         DYNAMODB_SOURCE,
         sequence,
         change_us,
         where,
-        envelope=_envelope(raw, ddb),
-        stream_arn=raw.get("eventSourceARN"),
+        envelope=envelope,
+        stream_arn=arn,
         shard_id=shard_id,
+        full_check=full_check,
     )
 
 
-def _decode_kinesis(raw: dict[str, Any]) -> ChangeRecord:
-    kinesis = raw.get("kinesis")
-    sequence = kinesis.get("sequenceNumber") if isinstance(kinesis, dict) else None
-    where = _where(None, raw.get("eventID"), sequence)
-    if not isinstance(kinesis, dict):
+def _decode_kinesis(text: bytes, fields: dict[str, msgspec.Raw], full_check: bool) -> ChangeRecord:
+    kinesis_raw = fields.get("kinesis")
+    kinesis = _fields(kinesis_raw) if kinesis_raw is not None else None
+    sequence = _string(kinesis, "sequenceNumber")
+    where = _where(None, _string(fields, "eventID"), sequence)
+    source = _string(fields, "eventSource")
+    if "eventSource" in fields and source != KINESIS_SOURCE:
+        raise RecordError(f"unknown eventSource {_shown(fields['eventSource'])}", where)
+    if kinesis is None:
         raise RecordError("missing 'kinesis'", where)
-    if not isinstance(sequence, str) or _DIGITS.fullmatch(sequence) is None:
-        raise RecordError("kinesis.sequenceNumber must be a string of digits", where)
-    data = kinesis.get("data")
-    if not isinstance(data, str):
+    _check_sequence(kinesis.get("sequenceNumber"), KINESIS_SOURCE, where)
+    assert sequence is not None and kinesis_raw is not None
+    data = _string(kinesis, "data")
+    if data is None:
         raise RecordError("kinesis.data must be base64 text", where)
     try:
-        change = orjson.loads(base64.b64decode(data, validate=True))
-    except (TypeError, ValueError, binascii.Error):
+        inner = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
         raise RecordError("kinesis.data is not base64 of a JSON change record", where) from None
-    if not isinstance(change, dict):
-        raise RecordError("kinesis.data does not hold a JSON object", where)
-    table = change.get("tableName")
-    where = _where(table, change.get("eventID"), sequence)
-    ddb = change.get("dynamodb")
-    if not isinstance(ddb, dict):
-        raise RecordError("missing 'dynamodb' in kinesis.data", where)
-    if not isinstance(table, str):
+    try:
+        inner_fields = decode_members(inner)
+    except JsonTextError:
+        raise RecordError("kinesis.data does not hold a JSON change record", where) from None
+    table = _string(inner_fields, "tableName")
+    where = _where(table, _string(inner_fields, "eventID"), sequence)
+    change = _Change(inner, inner_fields, where)
+    if table is None:
         raise RecordError("missing tableName in kinesis.data", where)
-    precision = ddb.get("ApproximateCreationDateTimePrecision", "MILLISECOND")
+    precision = _string(change.ddb, "ApproximateCreationDateTimePrecision") or "MILLISECOND"
     if precision not in _PRECISION:
         raise RecordError(f"unknown ApproximateCreationDateTimePrecision {precision!r}", where)
-    stamp = ddb.get("ApproximateCreationDateTime")
-    if type(stamp) is not int:
+    stamp = _integer(change.ddb.get("ApproximateCreationDateTime"))
+    if stamp is None:
         raise RecordError(
             f"dynamodb.ApproximateCreationDateTime must be an integer of {precision.lower()}s",
             where,
         )
-    change_us = stamp * _PRECISION[precision]
-    _check_time(change_us, where)
-    envelope = dict(raw)
-    envelope["kinesis"] = dict(kinesis, data=_envelope(change, ddb))
-    return _change(
+    change_us = _check_time_us(stamp * _PRECISION[precision], where)
+    change.check_placeholders(change.envelope, where)
+    if change.exact and base64.b64encode(inner) == data.encode():
+        # Replay rebuilds the exact data: the inner record minus its images, as an object.
+        kinesis_text = bytes(kinesis_raw)
+        kinesis_spans = members(kinesis_text, kinesis)
+        envelope = replace_members(
+            text,
+            members(text, fields),
+            {"kinesis": replace_members(kinesis_text, kinesis_spans, {"data": change.envelope})},
+        )
+    else:
+        envelope = text  # keeps the base64 text as it arrived, images and all
+    return _record(
         change,
-        ddb,
         table,
         KINESIS_SOURCE,
         sequence,
         change_us,
         where,
         envelope=envelope,
-        stream_arn=raw.get("eventSourceARN"),
+        stream_arn=_string(fields, "eventSourceARN"),
+        full_check=full_check,
     )
 
 
-def _envelope(record: dict[str, Any], ddb: dict[str, Any]) -> dict[str, Any]:
-    envelope = dict(record)
-    images_out = dict(ddb)
-    for key in _IMAGE_KEYS:
-        if key in images_out:
-            images_out[key] = None  # a placeholder keeps the field's place for the rebuild
-    envelope["dynamodb"] = images_out
-    return envelope
-
-
-def _change(
-    record: dict[str, Any],
-    ddb: dict[str, Any],
+def _record(
+    change: _Change,
     table: str,
     source: str,
     sequence: str,
     change_us: int,
     where: str,
     *,
-    envelope: dict[str, Any],
-    stream_arn: Any,
+    envelope: bytes,
+    stream_arn: str | None,
     shard_id: str | None = None,
+    full_check: bool,
 ) -> ChangeRecord:
     if table not in _valid_tables:
         try:
@@ -227,37 +775,47 @@ def _change(
             raise RecordError(str(err), where) from None
         if len(_valid_tables) < 1024:
             _valid_tables.add(table)
-    event_id = record.get("eventID")
-    if not isinstance(event_id, str) or not event_id:
+    fields, ddb = change.fields, change.ddb
+    event_id = _string(fields, "eventID")
+    if not event_id:
         raise RecordError("eventID must be a non-empty string", where)
-    name = _EVENT_NAMES.get(record.get("eventName"))  # type: ignore[arg-type]
+    name = _EVENT_NAMES.get(_string(fields, "eventName") or "")
     if name is None:
-        raise RecordError(f"unknown eventName {record.get('eventName')!r}", where)
-    keys = ddb.get("Keys")
-    if keys is None:
+        raise RecordError(f"unknown eventName {_shown(fields.get('eventName'))}", where)
+    keys_text = change.images["Keys"]
+    if keys_text is None:
         raise RecordError("missing dynamodb.Keys", where)
+    try:
+        keys = orjson.loads(keys_text)
+    except orjson.JSONDecodeError:
+        raise RecordError("dynamodb.Keys is not valid JSON", where) from None
     if not valid_keys(keys):
         check_keys(keys, f"{where} Keys")
-    new_image = ddb.get("NewImage")
-    old_image = ddb.get("OldImage")
-    if new_image is not None and not valid_image(new_image):
-        check_image(new_image, f"{where} NewImage")
-    if old_image is not None and not valid_image(old_image):
-        check_image(old_image, f"{where} OldImage")
-    view = ddb.get("StreamViewType")
+    columns = _key_columns(keys_text)
+    assert columns is not None
+    new_image = change.images["NewImage"]
+    old_image = change.images["OldImage"]
+    for label, image in (("NewImage", new_image), ("OldImage", old_image)):
+        if image is not None:
+            _check_image(image, f"{where} {label}", full_check)
+    view = _optional_string(ddb, "StreamViewType", where)
     if view is not None:
         if view not in _VIEW_TYPES:
             raise RecordError(f"unknown StreamViewType {view!r}", where)
         _check_images_present(name, view, new_image, old_image, where)
-    size = ddb.get("SizeBytes")
-    if size is not None and type(size) is not int:
-        raise RecordError("dynamodb.SizeBytes must be an integer", where)
-    identity = record.get("userIdentity")
-    if identity is not None and not isinstance(identity, dict):
-        raise RecordError("userIdentity must be an object", where)
-    if stream_arn is not None and not isinstance(stream_arn, str):
-        raise RecordError("eventSourceARN must be a string", where)
-    region = record.get("awsRegion")
+    size = _size(ddb.get("SizeBytes"), where)
+    region = _optional_string(fields, "awsRegion", where)
+    identity_raw = fields.get("userIdentity")
+    identity = None if identity_raw is None or bytes(identity_raw) == b"null" else identity_raw
+    ttl = False
+    if identity is not None:
+        who = _fields(identity)
+        if who is None:
+            raise RecordError("userIdentity must be an object", where)
+        principal = _string(who, "principalId") or _string(who, "PrincipalId")
+        ttl = name is EventName.REMOVE and principal == TTL_PRINCIPAL
+    if not (envelope.isascii() or _utf8(envelope)) or not (keys_text.isascii() or _utf8(keys_text)):
+        raise RecordError("the record is not valid UTF-8", where)
     return ChangeRecord(
         table_name=table,
         event_id=event_id,
@@ -265,20 +823,73 @@ def _change(
         event_source=source,
         sequence_number=sequence,
         change_time_us=change_us,
-        keys=keys,
+        keys=keys_text,
         new_image=new_image,
         old_image=old_image,
         envelope=envelope,
+        item_key=columns[0],
+        keys_plain=columns[1],
         stream_arn=stream_arn,
         view_type=view,
         size_bytes=size,
-        aws_region=region if isinstance(region, str) else None,
-        user_identity=identity,
+        aws_region=region,
+        user_identity=None if identity is None else bytes(identity),
+        ttl_delete=ttl,
         shard_id=shard_id,
     )
 
 
-def _check_images_present(name: EventName, view: str, new: Any, old: Any, where: str) -> None:
+def _shown(raw: msgspec.Raw | None) -> str:
+    """A field's value for an error message: short, and only for fields that hold no item data."""
+    if raw is None:
+        return "None"
+    try:
+        return repr(_STR.decode(raw)[:40])
+    except msgspec.DecodeError:
+        text = bytes(raw)
+        return text[:40].decode("utf-8", "replace") + ("..." if len(text) > 40 else "")
+
+
+def _optional_string(fields: dict[str, msgspec.Raw], name: str, where: str) -> str | None:
+    raw = fields.get(name)
+    if raw is None:
+        return None
+    try:
+        value: str | None = _OPTIONAL_STR.decode(raw)
+    except msgspec.DecodeError:
+        raise RecordError(f"{name} must be a string", where) from None
+    return value
+
+
+def _check_image(image: bytes, where: str, full_check: bool) -> None:
+    if image[:1] != b"{":
+        raise RecordError("must be a map of attribute values", where)
+    if full_check:
+        try:
+            check_image(orjson.loads(image), where)
+        except orjson.JSONDecodeError:
+            raise RecordError("not valid JSON", where) from None
+    elif not image.isascii():
+        try:
+            image.decode()
+        except UnicodeDecodeError:
+            raise RecordError("not valid UTF-8", where) from None
+
+
+def _check_sequence(raw: msgspec.Raw | None, source: str, where: str) -> None:
+    field = "kinesis.sequenceNumber" if source == KINESIS_SOURCE else "dynamodb.SequenceNumber"
+    try:
+        value = _STR.decode(raw) if raw is not None else None
+    except msgspec.DecodeError:
+        value = None
+    limit = _MAX_DIGITS[source]
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > limit:
+        raise RecordError(f"{field} must be a string of 1 to {limit} ASCII digits", where)
+
+
+def _check_images_present(
+    name: EventName, view: str, new: bytes | None, old: bytes | None, where: str
+) -> None:
     wants_new = view in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and name is not EventName.REMOVE
     wants_old = view in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and name is not EventName.INSERT
     if wants_new and new is None:
@@ -287,21 +898,41 @@ def _check_images_present(name: EventName, view: str, new: Any, old: Any, where:
         raise RecordError(f"missing dynamodb.OldImage for a {name} with view type {view}", where)
 
 
-def _seconds_to_us(value: Any, where: str) -> int:
-    if type(value) is int:
-        change_us = value * 1_000_000
-    elif type(value) is float and math.isfinite(value):
-        change_us = round(value * 1_000_000)
-    else:
+def _integer(raw: msgspec.Raw | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value: int = _INT.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return value
+
+
+def _size(raw: msgspec.Raw | None, where: str) -> int | None:
+    if raw is None or bytes(raw) == b"null":
+        return None
+    size = _integer(raw)
+    if size is None or not 0 <= size < _INT64:
+        raise RecordError("dynamodb.SizeBytes must be an integer from 0 to 2^63-1", where)
+    return size
+
+
+def _seconds_to_us(raw: msgspec.Raw | None, where: str) -> int:
+    try:
+        value = _NUMBER.decode(raw) if raw is not None else None
+    except msgspec.DecodeError:
+        value = None  # not a number, or one beyond a double's range
+    if value is None or not _MIN_S <= value < _MAX_S:
         raise RecordError(
-            "dynamodb.ApproximateCreationDateTime must be epoch seconds (a number)", where
+            "dynamodb.ApproximateCreationDateTime must be epoch seconds between 2000 and 2200",
+            where,
         )
-    _check_time(change_us, where)
-    return change_us
+    return value * 1_000_000 if type(value) is int else round(value * 1_000_000)
 
 
-def _check_time(change_us: int, where: str) -> None:
-    if not _MIN_US <= change_us < _MAX_US:
+def _check_time_us(change_us: int, where: str) -> int:
+    if not _MIN_S * 1_000_000 <= change_us < _MAX_S * 1_000_000:
         raise RecordError(
             "dynamodb.ApproximateCreationDateTime is not a plausible change time", where
         )
+    return change_us

@@ -20,9 +20,17 @@ from typing import Any
 from archiver.archive.store import ArchiveStore
 from archiver.decode import item_identifier
 from archiver.metrics import emf_line
+from archiver.split import EventShapeError, split_event
 from archiver.write import ArchiveOptions, ArchiveReport, archive_records
 
-__all__ = ["EventShapeError", "batch_item_failures", "handler"]
+__all__ = [
+    "ConfigurationError",
+    "EventShapeError",
+    "batch_item_failures",
+    "handle_bytes",
+    "handler",
+    "prepare",
+]
 
 log = logging.getLogger("archiver.lambda")
 # (store, options, metrics namespace or None when metrics are off)
@@ -30,8 +38,8 @@ _state: tuple[ArchiveStore, ArchiveOptions, str | None] | None = None
 clock: Callable[[], float] = time.time  # epoch seconds; tests replace it
 
 
-class EventShapeError(ValueError):
-    """The invocation event is not a DynamoDB Streams or Kinesis event."""
+class ConfigurationError(RuntimeError):
+    """The function's ``ARCHIVER_*`` settings are invalid: nothing can be archived."""
 
 
 def _setup() -> tuple[ArchiveStore, ArchiveOptions, str | None]:
@@ -48,10 +56,12 @@ def _setup() -> tuple[ArchiveStore, ArchiveOptions, str | None]:
             f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}"
             for e in err.errors()
         )
-        raise RuntimeError(f"invalid archiver configuration: {problems}") from None
+        raise ConfigurationError(f"invalid archiver configuration: {problems}") from None
     configure(settings.log_level, json=True)
     store = store_for(settings.archive_uri, settings.sse_arguments)
-    options = ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table)
+    options = ArchiveOptions(
+        settings.promoted, settings.plain_images, settings.default_table, settings.full_check
+    )
     return store, options, settings.metrics_namespace if settings.metrics else None
 
 
@@ -92,13 +102,37 @@ def batch_item_failures(records: list[Any], failed_positions: set[int]) -> list[
     return failures
 
 
-def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
-    """Archive the event's records; report what was not durably written."""
+def prepare() -> None:
+    """Read the settings and build the store now (a runtime's init phase); idempotent.
+
+    Raises
+    ------
+    ConfigurationError
+        When an ``ARCHIVER_*`` variable is invalid.
+    """
     global _state
     if _state is None:
         _state = _setup()
+
+
+def handle_bytes(body: bytes, context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """Archive an invocation given as the raw event bytes; the response as for :func:`handler`.
+
+    The bytes path of our own runtime (:mod:`archiver.runtime`): each record's
+    text goes to the decoder as it arrived, nothing is parsed into dicts.
+    """
+    return _archive(split_event(body), context)
+
+
+def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """Archive the event's records; report what was not durably written."""
+    return _archive(records_of(event), context)
+
+
+def _archive(records: list[Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    prepare()
+    assert _state is not None
     store, options, namespace = _state
-    records = records_of(event)
     started = time.perf_counter()
     report = archive_records(records, store, options)
     write_latency_ms = (time.perf_counter() - started) * 1000

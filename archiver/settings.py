@@ -33,6 +33,13 @@ class ArchiverSettings(BaseSettings):
         description="Also store NewImage/OldImage as plain JSON (`new_image_plain`, "
         "`old_image_plain`); costs a second pass over every image.",
     )
+    image_check: Literal["light", "full"] | None = Field(
+        default=None,
+        description="How images are checked before they are archived: `full` checks every "
+        "attribute value against DynamoDB's types, `light` that each image is a JSON object "
+        "of valid UTF-8. Default: `light` for records from the AWS service (Lambda, "
+        "`archiver run`), which DynamoDB has checked, `full` for `archiver ingest` files.",
+    )
     sse: Literal["AES256", "aws:kms", "none"] = Field(
         default="AES256",
         description="Server-side encryption of every S3 object: `AES256` (SSE-S3), `aws:kms` "
@@ -108,6 +115,11 @@ class ArchiverSettings(BaseSettings):
     @property
     def promoted(self) -> tuple[PromotedColumn, ...]:
         return parse_promoted_columns(self.promoted_columns)
+
+    @property
+    def full_check(self) -> bool:
+        """Whether records from the AWS service get the full image check."""
+        return self.image_check == "full"
 
     @property
     def sse_arguments(self) -> dict[str, str]:

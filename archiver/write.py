@@ -8,7 +8,9 @@ durably stored (as data or as dead letters) and which were not, so the edge
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +22,14 @@ import orjson
 from archiver.archive.codec import batch_name, encode_records
 from archiver.archive.errors import RecordError, StoreError
 from archiver.archive.layout import dead_letter_key
+from archiver.archive.record import ChangeRecord
 from archiver.archive.schema import PromotedColumn
 from archiver.archive.store import ArchiveStore
 from archiver.batch import make_batches
-from archiver.decode import decode_record, table_of
+from archiver.decode import as_text, decode_record, table_of
+from archiver.jsontext import JsonTextError, decode_members
 
-__all__ = ["ArchiveOptions", "ArchiveReport", "archive_records"]
+__all__ = ["ArchiveOptions", "ArchiveReport", "Decoded", "archive_records", "write_decoded"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ class ArchiveOptions:
     promoted: tuple[PromotedColumn, ...] = ()
     plain_images: bool = False
     default_table: str | None = None
+    full_check: bool = False  # check every attribute value of every image (see decode)
 
 
 @dataclass(slots=True)
@@ -55,62 +60,135 @@ class ArchiveReport:
         return not self.failed_positions
 
 
+@dataclass(slots=True)
+class Decoded:
+    """Records decoded and ready to batch, each with its position; the others with their reason.
+
+    Positions count from 0 over everything added, dead records included. The
+    records hold the archive's columns (images as JSON text), not the text
+    they were decoded from: a buffer of them costs about the records' size.
+    """
+
+    positions: list[int] = field(default_factory=list)
+    records: list[ChangeRecord] = field(default_factory=list)
+    dead: list[tuple[int, Any, RecordError]] = field(default_factory=list)
+    count: int = 0
+
+    def add(
+        self,
+        raw_records: Sequence[Any],
+        options: ArchiveOptions,
+        shard_ids: Sequence[str | None] | None = None,
+        *,
+        stream_arn: str | None = None,
+    ) -> None:
+        """Decode ``raw_records`` (JSON text, or dicts) after the ones already added."""
+        positions, records, dead = self.positions, self.records, self.dead
+        default_table, full_check = options.default_table, options.full_check
+        collecting = gc.isenabled()
+        gc.disable()  # many small objects, no cycles: see archive_records
+        try:
+            for index, raw in enumerate(raw_records):
+                try:
+                    shard = shard_ids[index] if shard_ids is not None else None
+                    record = decode_record(
+                        raw, default_table, shard, stream_arn=stream_arn, full_check=full_check
+                    )
+                except RecordError as err:
+                    dead.append((self.count + index, raw, err))
+                    continue
+                positions.append(self.count + index)
+                records.append(record)
+        finally:
+            if collecting:
+                gc.enable()
+        self.count += len(raw_records)
+
+
 def archive_records(
     raw_records: Sequence[Any],
     store: ArchiveStore,
     options: ArchiveOptions = ArchiveOptions(),
     shard_ids: Sequence[str | None] | None = None,
+    *,
+    stream_arn: str | None = None,
+    origins: Sequence[str] | None = None,
 ) -> ArchiveReport:
     """Archive ``raw_records`` into ``store``; report what was stored and what was not.
 
     Parameters
     ----------
     raw_records
-        Records of a Lambda event (DynamoDB Streams or Kinesis), in delivery order.
+        Records in delivery order, each its JSON text (bytes) or, for callers
+        holding a parsed Lambda event, a dict: DynamoDB Streams, Kinesis, or
+        GetRecords records.
     store
         The archive.
     options
-        Promoted columns, plain images, the default table.
+        Promoted columns, plain images, the default table, the image check.
     shard_ids
         The shard each record was read from, when known (the poller), recorded in ``shard_id``.
+    stream_arn
+        The stream GetRecords records were read from (they carry no ``eventSourceARN``).
+    origins
+        Where each record came from (``file:line``), written into its dead letter if it has one.
 
     Returns
     -------
     ArchiveReport
         ``failed_positions`` holds the index of every record that is not durably
-        stored; nothing in it may be acknowledged.
+        stored; nothing in it may be acknowledged. A record that cannot be
+        archived, whatever it holds, is dead-lettered with its reason.
     """
-    report = ArchiveReport(received=len(raw_records))
-    decoded = []
-    dead: list[tuple[int, Any, RecordError]] = []
-    for position, raw in enumerate(raw_records):
-        try:
-            shard = shard_ids[position] if shard_ids is not None else None
-            decoded.append((position, decode_record(raw, options.default_table, shard)))
-        except RecordError as err:
-            dead.append((position, raw, err))
-    report.oldest_change_us = min((record.change_time_us for _, record in decoded), default=None)
-    for batch in make_batches(decoded):
-        key = batch.partition.key(batch_name(batch.records))
-        try:
-            data = encode_records(batch.records, options.promoted, options.plain_images)
-            store.put(key, data)
-        except StoreError as err:
-            report.failed_positions.update(batch.positions)
-            report.errors.append(f"{key}: {err}")
-            log.error(
-                "write failed",
-                extra={"key": key, "records": len(batch.positions), "error": str(err)},
+    decoded = Decoded()
+    decoded.add(raw_records, options, shard_ids, stream_arn=stream_arn)
+    return write_decoded(decoded, store, options, origins=origins)
+
+
+def write_decoded(
+    decoded: Decoded,
+    store: ArchiveStore,
+    options: ArchiveOptions = ArchiveOptions(),
+    *,
+    origins: Sequence[str] | None = None,
+) -> ArchiveReport:
+    """Batch, encode and store decoded records, then dead-letter the others; the report.
+
+    ``decoded`` is left as it was, so a caller can write it again after a failure.
+    """
+    report = ArchiveReport(received=decoded.count)
+    # A batch makes many small objects and no cycles: the cyclic GC would only walk them
+    # again and again (37-40% of the poller's time, measured), so it waits for the batch.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        records = decoded.records
+        report.oldest_change_us = min((r.change_time_us for r in records), default=None)
+        for batch in make_batches(zip(decoded.positions, records, strict=True)):
+            key = batch.partition.key(batch_name(batch.records))
+            try:
+                data = encode_records(batch.records, options.promoted, options.plain_images)
+                store.put(key, data)
+            except StoreError as err:
+                report.failed_positions.update(batch.positions)
+                report.errors.append(f"{key}: {err}")
+                log.error(
+                    "write failed",
+                    extra={"key": key, "records": len(batch.positions), "error": str(err)},
+                )
+                continue
+            report.archived += len(batch.positions)
+            report.files.append(key)
+            report.bytes_written += len(data)
+            log.info(
+                "wrote object",
+                extra={"key": key, "records": len(batch.records), "bytes": len(data)},
             )
-            continue
-        report.archived += len(batch.positions)
-        report.files.append(key)
-        report.bytes_written += len(data)
-        log.info(
-            "wrote object", extra={"key": key, "records": len(batch.records), "bytes": len(data)}
-        )
-    if dead:
-        _write_dead_letters(dead, store, options, report)
+        if decoded.dead:
+            _write_dead_letters(decoded.dead, store, options, report, origins)
+    finally:
+        if collecting:
+            gc.enable()
     return report
 
 
@@ -119,17 +197,23 @@ def _write_dead_letters(
     store: ArchiveStore,
     options: ArchiveOptions,
     report: ArchiveReport,
+    origins: Sequence[str] | None,
 ) -> None:
     groups: dict[tuple[str | None, str | None], list[tuple[int, Any, RecordError]]] = {}
     for item in dead:
-        groups.setdefault((table_of(item[1], options.default_table), _day_of(item[1])), []).append(
-            item
-        )
+        text = _text_of(item[1])
+        table = table_of(text, options.default_table) if text is not None else options.default_table
+        groups.setdefault((table, _day_of(text)), []).append(item)
     for (table, day), items in sorted(groups.items(), key=lambda g: (g[0][0] or "", g[0][1] or "")):
         lines = [
             orjson.dumps(
-                {"reason": err.reason, "where": err.where, "position": position, "record": raw},
-                default=repr,
+                {
+                    "reason": err.reason,
+                    "where": err.where,
+                    "position": position,
+                    **({"origin": origins[position]} if origins is not None else {}),
+                    **_as_kept(raw),
+                }
             )
             for position, raw, err in items
         ]
@@ -150,6 +234,7 @@ def _write_dead_letters(
                 "dead-lettered record",
                 extra={
                     "position": position,
+                    **({"origin": origins[position]} if origins is not None else {}),
                     "where": problem.where,
                     "reason": problem.reason,
                     "key": key,
@@ -161,10 +246,39 @@ def _write_dead_letters(
         report.bytes_written += len(data)
 
 
-def _day_of(raw: Any) -> str | None:
-    """The UTC day of a raw DynamoDB Streams record's change time, if it has a usable one."""
+def _text_of(raw: Any) -> bytes | None:
     try:
-        seconds = raw["dynamodb"]["ApproximateCreationDateTime"]
+        return as_text(raw)
+    except RecordError:
+        return None
+
+
+def _as_kept(raw: Any) -> dict[str, Any]:
+    """A dead record as its dead letter keeps it: the JSON as it arrived, else its text."""
+    text = _text_of(raw)
+    if text is not None:
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return {"record_text": text.decode("utf-8", "backslashreplace")}
+        return {"record": orjson.Fragment(text)}
+    try:  # a Python object JSON cannot carry as it is (lone surrogates, ...): escaped text
+        return {"record_text": json.dumps(raw, default=repr)}
+    except (ValueError, TypeError, RecursionError):
+        pass
+    try:
+        return {"record_text": repr(raw)[:100_000]}
+    except RecursionError:
+        return {"record_text": f"<a {type(raw).__name__} nested too deep to be written>"}
+
+
+def _day_of(text: bytes | None) -> str | None:
+    """The UTC day of a raw DynamoDB Streams record's change time, if it has a usable one."""
+    if text is None:
+        return None
+    try:
+        ddb = decode_members(decode_members(text)["dynamodb"])
+        seconds = orjson.loads(bytes(ddb["ApproximateCreationDateTime"]))
         return datetime.fromtimestamp(float(seconds), UTC).strftime("%Y-%m-%d")
-    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+    except (KeyError, TypeError, ValueError, OverflowError, OSError, JsonTextError):
         return None

@@ -229,9 +229,12 @@ def _positive_float(text: str) -> float:
 
 def _store(args: argparse.Namespace) -> Any:
     from archiver.archive.store import open_store
-    from replayer.settings import ReplayerSettings
 
-    uri = args.archive or ReplayerSettings().archive_uri
+    uri = args.archive
+    if not uri:
+        from replayer.settings import ReplayerSettings  # pydantic: only when it is needed
+
+        uri = ReplayerSettings().archive_uri
     if not uri:
         raise UsageError("--archive is required (or set REPLAYER_ARCHIVE_URI)")
     return open_store(uri)
@@ -275,17 +278,39 @@ def _filter(args: argparse.Namespace) -> Any:
             )
     key = None
     if getattr(args, "key", None):
+        from archiver.archive.keymatch import parse_key
+
         try:
-            key = orjson.loads(args.key)
-        except orjson.JSONDecodeError as err:
-            raise UsageError(f"--key: not JSON ({err.msg})") from None
-        if not isinstance(key, dict) or not key:
-            raise UsageError('--key: expected a JSON object of key attributes, e.g. {"pk": "a"}')
+            key = parse_key(args.key)
+        except ValueError as err:
+            raise UsageError(f"--key: {err}") from None
     return EventFilter(since, until, names, key, _slice(args))
 
 
 def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
-    from archiver.archive.reader import iter_events
+    """Write the selected records as JSON Lines, each as it arrived, from the stored text.
+
+    Parameters
+    ----------
+    args
+        The parsed ``replayer events`` options.
+    stdout
+        Where the lines go unless ``--output`` names a file.
+
+    Returns
+    -------
+    int
+        The exit status: 0.
+
+    Raises
+    ------
+    UsageError
+        For a bad option (exit status 2).
+    ArchiveError
+        For an unreadable or newer-format file, or a store error (exit status 1).
+    """
+    from archiver.archive.reader import iter_record_texts
+    from replayer.jsonl import LineWriter
 
     flt = _filter(args)
     store = _store(args)
@@ -297,10 +322,10 @@ def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
             raise UsageError(f"--output {args.output}: {err.strerror}") from None
     count = 0
     try:
-        for record in iter_events(store, args.table, flt):
-            out.write(orjson.dumps(record))
-            out.write(b"\n")
-            count += 1
+        with LineWriter(out) as writer:
+            for lines in iter_record_texts(store, args.table, flt, suffix="\n"):
+                writer.put(lines)
+                count += len(lines)
     finally:
         out.flush()
         if out is not stdout:

@@ -22,15 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 import pyarrow as pa
 
-from archiver.archive.codec import stream_records
 from archiver.archive.layout import Partition, redrive_dead_letter_key
+from archiver.archive.rebuild import item_identifiers, record_texts
+from archiver.archive.schema import Col
 from archiver.archive.store import ArchiveStore
-from archiver.decode import item_identifier
 from replayer.checkpoint import Checkpoint
 from replayer.lanes import RateLimiter, StopRun
 from replayer.progress import Progress
@@ -55,9 +55,12 @@ class RedriveError(Exception):
     """An expected failure that ends the run with a message (unknown function, no credentials)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One archived stream record, encoded once."""
+class Record(NamedTuple):
+    """One archived stream record, encoded once.
+
+    A tuple rather than a frozen dataclass: one is made per record re-driven,
+    and a tuple is made in half the time.
+    """
 
     data: bytes
     identifier: str | None
@@ -217,12 +220,22 @@ def payload_of(records: Sequence[Item[Record]]) -> bytes:
 
 
 def records_of(table: pa.Table) -> list[Record]:
-    out = []
-    for record in stream_records(table):
-        identifier = item_identifier(record)
-        event_id = record.get("eventID", "?")
-        out.append(Record(orjson.dumps(record), identifier, f"{event_id}/{identifier}"))
-    return out
+    """Each row's record as the JSON text that arrived, with its itemIdentifier and reference.
+
+    The text is assembled from the stored text (never parsed); the event id
+    and the sequence number come from the columns (a sequence number with
+    leading zeros from the envelope: see ``item_identifiers``); the reference
+    names the record in reports as ``eventID/sequence``.
+    """
+    if table.num_rows == 0:
+        return []
+    texts = record_texts(table).cast(pa.binary()).to_pylist()
+    identifiers = item_identifiers(table)
+    event_ids = table.column(Col.EVENT_ID).to_pylist()
+    return [
+        Record(data, identifier, f"{event_id}/{identifier}")
+        for data, identifier, event_id in zip(texts, identifiers, event_ids, strict=True)
+    ]
 
 
 class _Driver:
@@ -334,7 +347,7 @@ class _Driver:
                     {
                         "reason": reason,
                         "function": self.options.function,
-                        "record": orjson.loads(item.value.data),
+                        "record": orjson.Fragment(item.value.data),
                     }
                 )
                 for item in records

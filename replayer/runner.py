@@ -73,13 +73,18 @@ def walk(
             continue
         table = read_partition(selection.store, files, flt, selection.columns)
         values = items_of(table)
-        keys = table.column(Col.ITEM_KEY).to_pylist() if table.num_rows else []
         checkpoint.begin(start, partition_digest(files))
-        dealt: list[list[Item[T]]] = [[] for _ in range(lanes)]
-        for index, (key, value) in enumerate(zip(keys, values, strict=True)):
-            lane = lane_of(key, lanes, slices)
-            if index > checkpoint.acknowledged(start, lane):
-                dealt[lane].append(Item(index, value))
+        done = [checkpoint.acknowledged(start, lane) for lane in range(lanes)]
+        dealt: list[list[Item[T]]]
+        if lanes == 1:  # one lane takes every item: no key to hash
+            dealt = [[Item(index, value) for index, value in enumerate(values) if index > done[0]]]
+        else:
+            keys = table.column(Col.ITEM_KEY).to_pylist() if table.num_rows else []
+            dealt = [[] for _ in range(lanes)]
+            for index, (key, value) in enumerate(zip(keys, values, strict=True)):
+                lane = lane_of(key, lanes, slices)
+                if index > done[lane]:
+                    dealt[lane].append(Item(index, value))
 
         def lane_work(
             lane: int,

@@ -2,5 +2,5 @@
 
 Record model, DynamoDB JSON, Arrow schema, key layout, Parquet codec, stores
 and readers. Both the archiver and the replayer import it; it imports only the
-standard library, pyarrow, orjson and (for S3, lazily) fsspec/s3fs.
+standard library, pyarrow, orjson, msgspec and (for S3, lazily) fsspec/s3fs.
 """

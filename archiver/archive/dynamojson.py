@@ -14,6 +14,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
 import orjson
 
 from .errors import RecordError
@@ -25,6 +26,7 @@ __all__ = [
     "check_keys",
     "json_number",
     "plain_json",
+    "plain_keys",
     "plain_value",
     "valid_image",
     "valid_keys",
@@ -306,3 +308,16 @@ def plain_value(av: dict[str, Any]) -> Any:
 def plain_json(image: dict[str, Any]) -> str:
     """A typed image as plain JSON text: sets become lists, binary stays base64."""
     return orjson.dumps({name: plain_value(av) for name, av in image.items()}).decode()
+
+
+def plain_keys(keys: dict[str, Any]) -> dict[str, Any]:
+    """A valid key map (S, N or B values) as plain values ready for ``msgspec.json.encode``."""
+    out: dict[str, Any] = {}
+    for name, av in keys.items():
+        for tag, v in av.items():
+            if tag == "N":
+                digits = v if v.isdigit() and (v[0] != "0" or len(v) == 1) else json_number(v)
+                out[name] = msgspec.Raw(digits.encode())
+            else:
+                out[name] = v
+    return out

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar, cast
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .codec import check_schema_version, order_rows, read_archive_file, stream_records
+from .codec import (
+    archive_order,
+    check_schema_version,
+    order_rows,
+    read_archive_file,
+    stream_records,
+)
 from .errors import FormatError
+from .keymatch import key_mask
 from .layout import Partition, day_prefix, parse_data_key, table_prefix
+from .rebuild import REBUILD_COLUMNS, record_texts
 from .schema import PARTITION_COLUMNS, Col
 from .store import ArchiveStore, StoredObject
 
@@ -31,6 +40,7 @@ __all__ = [
     "TableSummary",
     "in_slice",
     "iter_events",
+    "iter_record_texts",
     "key_hash",
     "list_partitions",
     "list_tables",
@@ -45,10 +55,17 @@ ORDER_COLUMNS = [
     Col.EVENT_SOURCE,
     Col.SEQUENCE_NUMBER,
     Col.CHANGE_TIME,
-    Col.KEYS_PLAIN,
     Col.ITEM_KEY,
 ]
 REPLAY_COLUMNS = [*ORDER_COLUMNS, Col.KEYS, Col.NEW_IMAGE, Col.OLD_IMAGE, Col.ENVELOPE]
+# What iter_record_texts keeps of a partition once it is selected: ordering and the rebuild.
+_TEXT_COLUMNS = list(
+    dict.fromkeys(
+        [Col.EVENT_ID, Col.EVENT_SOURCE, Col.SEQUENCE_NUMBER, Col.CHANGE_TIME, *REBUILD_COLUMNS]
+    )
+)
+_PIECE_ROWS = 8192
+T = TypeVar("T")
 
 
 def key_hash(item_key: str) -> int:
@@ -68,7 +85,8 @@ class EventFilter:
     since_us: int | None = None
     until_us: int | None = None
     event_names: frozenset[str] | None = None
-    key: dict[str, Any] | None = None  # plain JSON; every attribute given must match
+    # plain JSON, numbers as Decimal (keymatch.parse_key); every attribute given must match
+    key: dict[str, str | Decimal] | None = None
     slice: tuple[int, int] | None = None  # (index, count): only items whose key hash falls in it
 
 
@@ -118,6 +136,13 @@ def read_partition(
 
     ``columns`` names what to read besides the columns ordering needs.
     """
+    return order_rows(_selected(store, files, flt, columns))
+
+
+def _selected(
+    store: ArchiveStore, files: Iterable[StoredObject], flt: EventFilter, columns: Iterable[str]
+) -> pa.Table:
+    """One partition's changes that pass ``flt``, in file order (not yet ordered)."""
     wanted = list(dict.fromkeys([*ORDER_COLUMNS, *columns]))
     tables = []
     for obj in files:
@@ -137,26 +162,16 @@ def read_partition(
     if mask is not None:
         table = table.filter(mask)
     if flt.key is not None:
-        table = table.filter(
-            pa.array(_key_matches(table.column(Col.KEYS_PLAIN).to_pylist(), flt.key))
-        )
+        table = table.filter(key_mask(table.column(Col.ITEM_KEY), flt.key))
     if flt.slice is not None:
         index, count = flt.slice
         keys = table.column(Col.ITEM_KEY).to_pylist()
         table = table.filter(pa.array([in_slice(k, index, count) for k in keys], pa.bool_()))
-    return order_rows(table)
+    return table
 
 
 def _and(mask: Any, other: Any) -> Any:
     return other if mask is None else pc.and_(mask, other)
-
-
-def _key_matches(keys_plain: list[str], wanted: dict[str, Any]) -> list[bool]:
-    out = []
-    for text in keys_plain:
-        keys = orjson.loads(text)
-        out.append(all(name in keys and keys[name] == value for name, value in wanted.items()))
-    return out
 
 
 def iter_events(
@@ -165,6 +180,49 @@ def iter_events(
     """The table's stream records in archive order, each exactly as it arrived."""
     for _, files in list_partitions(store, table, flt.since_us, flt.until_us):
         yield from stream_records(read_partition(store, files, flt))
+
+
+def iter_record_texts(
+    store: ArchiveStore, table: str, flt: EventFilter = EventFilter(), suffix: str = ""
+) -> Iterator[pa.ChunkedArray]:
+    """The table's stream records as JSON text, in archive order, a few thousand at a time.
+
+    The records of :func:`iter_events` as the text that arrived, assembled from
+    the stored text without parsing it (see :func:`~.rebuild.record_texts`,
+    which ends each with ``suffix``). Only the columns the rebuild needs are
+    kept once a partition is selected, each piece's text can be written and
+    freed before the next is made, and the next partition is read on a thread
+    of its own meanwhile (Arrow and Parquet release the GIL): at most two
+    partitions are in memory.
+    """
+    for rows in _read_ahead(_ordered_partitions(store, table, flt)):
+        for start in range(0, rows.num_rows, _PIECE_ROWS):
+            yield record_texts(rows.slice(start, _PIECE_ROWS), suffix)
+
+
+def _ordered_partitions(store: ArchiveStore, table: str, flt: EventFilter) -> Iterator[pa.Table]:
+    """Each partition's selected rows in archive order, with the columns the rebuild needs."""
+    for _, files in list_partitions(store, table, flt.since_us, flt.until_us):
+        rows = _selected(store, files, flt, REBUILD_COLUMNS).select(_TEXT_COLUMNS)
+        if rows.num_rows:
+            # One take of the whole partition: taking pieces of a chunked table would
+            # concatenate its chunks again for every piece.
+            yield rows.take(archive_order(rows))
+
+
+_END = object()
+
+
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items`` in order, each next one made on a thread while the caller uses this one.
+
+    An error making an item is raised when the caller reaches that item.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, _END)
+        while (item := pending.result()) is not _END:
+            pending = pool.submit(next, items, _END)
+            yield cast(T, item)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,17 @@
 """The archive's record model: one decoded stream change, ready to encode.
 
-A :class:`ChangeRecord` keeps the typed images as decoded JSON and the rest of
-the original stream record as an *envelope* (the record with its images set to
-``null``), so the exact record that arrived can be rebuilt on replay, field
-order and fields this code does not know about included.
+A :class:`ChangeRecord` keeps the typed images as the JSON text that arrived and
+the rest of the original stream record as an *envelope* (the record's text with
+its images set to ``null``), so the exact record that arrived can be rebuilt on
+replay, field order and fields this code does not know about included. Only the
+fields the archive keeps as columns are decoded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+
+import msgspec
 
 __all__ = [
     "DYNAMODB_SOURCE",
@@ -50,14 +51,17 @@ def pad_sequence(sequence_number: str, source: str = DYNAMODB_SOURCE) -> str:
     return sequence_number.rjust(SEQUENCE_WIDTH[source], "0")
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeRecord:
+class ChangeRecord(msgspec.Struct, frozen=True, gc=False):
     """One change to one item, decoded and validated.
 
     ``sequence_number`` is the source's own (DynamoDB Streams, or Kinesis for
     Kinesis-delivered changes), unpadded, exactly as it arrived; it is also
     what Lambda expects back as a batch item failure's ``itemIdentifier``.
     ``change_time_us`` is ApproximateCreationDateTime in epoch microseconds.
+    ``keys``, ``new_image``, ``old_image``, ``envelope`` and ``user_identity``
+    are JSON text (UTF-8 bytes) as it arrived; ``item_key`` is the keys as
+    canonical typed JSON (names sorted) and ``keys_plain`` the keys as plain
+    JSON. A struct without cycles (``gc=False``): the cyclic GC never walks it.
     """
 
     table_name: str
@@ -66,15 +70,18 @@ class ChangeRecord:
     event_source: str
     sequence_number: str
     change_time_us: int
-    keys: dict[str, Any]
-    new_image: dict[str, Any] | None
-    old_image: dict[str, Any] | None
-    envelope: dict[str, Any]
+    keys: bytes
+    new_image: bytes | None
+    old_image: bytes | None
+    envelope: bytes
+    item_key: bytes
+    keys_plain: bytes
     stream_arn: str | None = None
     view_type: str | None = None
     size_bytes: int | None = None
     aws_region: str | None = None
-    user_identity: dict[str, Any] | None = None
+    user_identity: bytes | None = None
+    ttl_delete: bool = False
     shard_id: str | None = None
 
     @property
@@ -84,6 +91,4 @@ class ChangeRecord:
 
     @property
     def is_ttl_delete(self) -> bool:
-        identity = self.user_identity or {}
-        principal = identity.get("principalId", identity.get("PrincipalId"))
-        return self.event_name is EventName.REMOVE and principal == TTL_PRINCIPAL
+        return self.ttl_delete

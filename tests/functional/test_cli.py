@@ -28,8 +28,9 @@ from archiver import cli as archiver_cli
 from archiver.archive.reader import iter_events
 from archiver.archive.store import LocalStore, open_store
 from archiver.write import archive_records
-from devkit.traffic import TableHistory
+from devkit.traffic import TableHistory, kinesis_record
 from replayer import cli as replayer_cli
+from tests.strategies import stream_arn
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 BIN = Path(sys.executable).parent
@@ -74,6 +75,35 @@ def changes(
     count: int, *, table: str = "orders", seed: int = 3, seconds: float = 30.0
 ) -> list[dict[str, Any]]:
     return TableHistory(table, seed=seed, seconds_per_change=seconds).changes(count)
+
+
+def numbered_item_changes(numbers: list[str]) -> list[dict[str, Any]]:
+    """An INSERT, then a MODIFY, of each item of table ``numbers`` keyed ``n`` (N)."""
+    records = []
+    for i, number in enumerate(numbers * 2):
+        keys = {"n": {"N": number}}
+        ddb: dict[str, Any] = {
+            "ApproximateCreationDateTime": 1_795_000_000 + i,
+            "Keys": keys,
+            "NewImage": {**keys, "v": {"N": str(i)}},
+        }
+        if i >= len(numbers):
+            ddb["OldImage"] = {**keys, "v": {"N": str(i - len(numbers))}}
+        ddb.update(
+            SequenceNumber=str(10**20 + i), SizeBytes=60, StreamViewType="NEW_AND_OLD_IMAGES"
+        )
+        records.append(
+            {
+                "eventID": f"event-{i}",
+                "eventName": "MODIFY" if i >= len(numbers) else "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": ddb,
+                "eventSourceARN": stream_arn("numbers"),
+            }
+        )
+    return records
 
 
 def replay(uri: str, table: str = "orders") -> list[dict[str, Any]]:
@@ -186,13 +216,11 @@ class TestIngest:
     @pytest.mark.parametrize(
         ("content", "where", "problem"),
         [
-            (b"this is not JSON\n", "bad.json:1", "not JSON"),
             (b'{"foo": 1, "bar": [2]}', "bad.json", "neither a Lambda event nor a stream record"),
             (b'{"Records": {"not": "a list"}}', "bad.json", "'Records' is not a list"),
             (b'"just a string"', "bad.json", "got str"),
-            (b'{"eventName": "INSERT"}\n{"Records": []}\n{oops\n', "bad.json:3", "not JSON"),
         ],
-        ids=["not-json", "foreign-object", "records-not-a-list", "scalar", "bad-json-line"],
+        ids=["foreign-object", "records-not-a-list", "scalar"],
     )
     def test_a_malformed_file_exits_1_naming_it_and_the_good_files_are_archived(
         self,
@@ -216,6 +244,39 @@ class TestIngest:
         assert problem in result.messages
         assert "1 file(s) skipped" in result.messages
         assert replay(local_archive) == records
+        clean(result.messages)
+
+    @pytest.mark.parametrize(
+        ("content", "line"),
+        [
+            (b"this is not JSON\n", 1),
+            (b'{"eventName": "INSERT", "dynamodb": {}}\n{"Records": []}\n{oops\n', 3),
+        ],
+        ids=["not-json", "bad-json-line"],
+    )
+    def test_a_line_that_is_not_json_is_dead_lettered_with_its_file_and_line(
+        self, ingest: Any, tmp_path: Path, local_archive: str, content: bytes, line: int
+    ) -> None:
+        # Given a file with a line that is not JSON between two good files
+        records = changes(40)
+        first = write(tmp_path / "first.json", orjson.dumps(records[:20]))
+        bad = write(tmp_path / "bad.json", content)
+        last = write(tmp_path / "last.json", orjson.dumps({"Records": records[20:]}))
+        # When they are ingested in one command
+        result = ingest("--archive", local_archive, first, bad, last)
+        # Then the good records are archived, the line is dead-lettered naming file and line,
+        # and the command fails with the count
+        assert result.code == 1
+        assert f"origin={tmp_path / 'bad.json'}:{line}" in result.messages
+        assert "not valid JSON" in result.messages
+        assert "dead-lettered under _errors/" in result.messages
+        assert replay(local_archive) == records
+        letters = [
+            orjson.loads(text)
+            for path in Path(local_archive, "_errors").rglob("*.jsonl")
+            for text in path.read_bytes().splitlines()
+        ]
+        assert f"{tmp_path / 'bad.json'}:{line}" in [letter["origin"] for letter in letters]
         clean(result.messages)
 
     def test_dead_lettered_records_exit_1_with_the_count_in_the_summary(
@@ -480,6 +541,83 @@ class TestReplayerEvents:
         assert len(expected) >= 2
         assert lines_of(result.stdout) == expected
 
+    def test_events_are_the_json_text_that_arrived_line_for_line(
+        self, replayer: Any, archive: str, history: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        # Given records that arrived as orjson's JSON text; When replayed
+        result = replayer("events", "--archive", archive, "--table", "orders")
+
+        # Then stdout holds that text, byte for byte, one record per line
+        assert result.code == 0, result.messages
+        assert result.stdout == b"".join(orjson.dumps(r) + b"\n" for r in history["orders"])
+
+    def test_a_38_digit_key_selects_exactly_its_item(
+        self, replayer: Any, local_archive: str
+    ) -> None:
+        # Given 13 items whose numeric keys differ only past a float's 17 digits, 2 changes each
+        big = 10000000000000000000000000000000000003
+        records = numbered_item_changes([str(big + d) for d in range(-6, 7)])
+        assert archive_records(records, LocalStore(local_archive)).ok
+
+        # When one of them is asked for by its key
+        result = replayer(
+            "events", "--archive", local_archive, "--table", "numbers", "--key", f'{{"n": {big}}}'
+        )
+
+        # Then exactly that item's changes come out
+        assert result.code == 0, result.messages
+        expected = [r for r in records if r["dynamodb"]["Keys"] == {"n": {"N": str(big)}}]
+        assert len(expected) == 2
+        assert lines_of(result.stdout) == expected
+        assert "2 events from table numbers" in result.messages
+
+    def test_the_key_filter_works_with_the_window_and_event_names(
+        self, replayer: Any, archive: str, history: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        records = history["orders"]
+        since, until = seconds_of(records[100]), seconds_of(records[500])
+        wanted = {"pk": {"S": "order#00042"}, "sk": {"N": "0"}}
+
+        result = replayer(
+            "events",
+            "--archive",
+            archive,
+            "--table",
+            "orders",
+            "--key",
+            '{"sk": 0.0, "pk": "order#00042"}',
+            "--since",
+            str(since),
+            "--until",
+            str(until),
+            "--event-name",
+            "MODIFY",
+        )
+
+        assert result.code == 0, result.messages
+        expected = [
+            r
+            for r in records
+            if r["dynamodb"]["Keys"] == wanted
+            and since <= seconds_of(r) <= until
+            and r["eventName"] == "MODIFY"
+        ]
+        assert expected and lines_of(result.stdout) == expected
+
+    def test_kinesis_records_come_back_with_the_data_that_arrived(
+        self, replayer: Any, local_archive: str
+    ) -> None:
+        # Given DynamoDB changes delivered through Kinesis, archived
+        raws = [kinesis_record(r, i) for i, r in enumerate(changes(60, seed=31))]
+        assert archive_records(raws, LocalStore(local_archive)).ok
+
+        # When replayed
+        result = replayer("events", "--archive", local_archive, "--table", "orders")
+
+        # Then each line is the Kinesis record that arrived, its base64 data byte for byte
+        assert result.code == 0, result.messages
+        assert result.stdout == b"".join(orjson.dumps(r) + b"\n" for r in raws)
+
     def test_a_key_value_of_another_type_matches_nothing(self, replayer: Any, archive: str) -> None:
         result = replayer(
             "events",
@@ -518,6 +656,7 @@ class TestReplayerEvents:
             (["--key", "{pk: 1}"], "--key"),
             (["--key", '["order#00042"]'], "--key"),
             (["--key", "{}"], "--key"),
+            (["--key", '{"pk": true}'], "--key"),
             (["--table", "../orders"], "--table"),
             (["--table", "ab"], "--table"),
             (["--output", "/nonexistent-dir/out.jsonl"], "--output"),
@@ -662,6 +801,29 @@ class TestInstalledCommands:
         assert lines_of(replayed.stdout) == records
         assert replayed.stderr.decode().strip() == "80 events from table orders"
 
+    def test_replayer_events_into_a_pipe_closed_early_ends_quietly(
+        self, archive: str, history: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        # Given `replayer events` writing into a pipe whose reader stops after 50 KB (`| head`)
+        command = [sys.executable, "-m", "replayer", "events", "--archive", archive]
+        with subprocess.Popen(
+            [*command, "--table", "orders"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as replayed:
+            assert replayed.stdout is not None and replayed.stderr is not None
+            head = replayed.stdout.read(50_000)
+            replayed.stdout.close()
+            stderr = replayed.stderr.read().decode()
+            code = replayed.wait(timeout=120)
+
+        # Then it exits 0 without a traceback, having written the records in order until then
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+        whole = b"".join(orjson.dumps(r) + b"\n" for r in history["orders"])
+        assert len(head) == 50_000 and whole.startswith(head)
+
     def test_archiver_reports_bad_files_on_stderr_without_a_traceback(
         self, tmp_path: Path, local_archive: str
     ) -> None:
@@ -675,9 +837,9 @@ class TestInstalledCommands:
 
         stderr = result.stderr.decode()
         assert result.returncode == 2
-        assert f"{bad}:2: not JSON" in stderr
+        assert f"origin={bad}:2" in stderr and "not valid JSON" in stderr
         assert f"{missing}: no such file" in stderr
-        assert "archived 5 of 5 records" in stderr
+        assert "archived 5 of 7 records" in stderr  # the two lines of bad.jsonl dead-lettered
         assert "Traceback" not in stderr
 
     def test_replayer_reports_bad_usage_on_stderr_without_a_traceback(

@@ -21,11 +21,16 @@ from typing import Any
 import orjson
 import pytest
 
+from archiver.archive.reader import REPLAY_COLUMNS, EventFilter
 from archiver.archive.store import LocalStore, open_store
 from archiver.stores import store_for
 from archiver.write import archive_records
-from devkit.traffic import TableHistory
+from devkit.traffic import TableHistory, kinesis_record
+from replayer.checkpoint import Checkpoint
 from replayer.cli import main
+from replayer.redrive import Delivery, RedriveOptions
+from replayer.redrive import redrive as run_redrive
+from replayer.runner import Selection
 
 TABLE = "orders"
 FUNCTION = "consumer"
@@ -49,6 +54,13 @@ def hour(record: dict[str, Any]) -> int:
 
 def key_of(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record["dynamodb"]["Keys"], option=orjson.OPT_SORT_KEYS)
+
+
+def sequence_of(record: dict[str, Any]) -> str:
+    """What Lambda takes back as the record's itemIdentifier."""
+    if "kinesis" in record:
+        return str(record["kinesis"]["sequenceNumber"])
+    return str(record["dynamodb"]["SequenceNumber"])
 
 
 def ids(records: Iterable[dict[str, Any]]) -> list[str]:
@@ -104,11 +116,10 @@ class Consumer:
                     self.processed += records[:position]
                     self.partial.append((call, position))
                 # a later record, then the failed one: Lambda resumes from the lowest
-                later = records[-1]["dynamodb"]["SequenceNumber"]
                 return {
                     "batchItemFailures": [
-                        {"itemIdentifier": later},
-                        {"itemIdentifier": record["dynamodb"]["SequenceNumber"]},
+                        {"itemIdentifier": sequence_of(records[-1])},
+                        {"itemIdentifier": sequence_of(record)},
                     ]
                 }
         with self._lock:
@@ -431,6 +442,79 @@ def test_batch_item_failures_are_sent_again_from_the_first_failed_record(
     assert run.summary is not None
     assert (run.summary["retries"], run.summary["delivered"]) == (2, len(records))
     assert run.summary["invocations"] == run.summary["batches"] + 2
+
+
+def test_payloads_are_the_records_json_text_joined(
+    history: tuple[str, list[dict[str, Any]]],
+) -> None:
+    # Given an archive, and an invoker that keeps every payload's bytes
+    uri, records = history
+    sent: list[tuple[bytes, list[str | None]]] = []
+
+    def invoke(payload: bytes, identifiers: Sequence[str | None]) -> Delivery:
+        sent.append((payload, list(identifiers)))
+        return Delivery(None)
+
+    # When it is re-driven 7 records at a time
+    summary = run_redrive(
+        Selection(LocalStore(uri), TABLE, EventFilter(), tuple(REPLAY_COLUMNS)),
+        RedriveOptions(function=FUNCTION, batch_size=7),
+        Checkpoint.open(None, {"test": "payloads"}),
+        invoke,
+    )
+
+    # Then each payload is {"Records":[...]} joining the records' JSON text as it arrived, in
+    # order, with their sequence numbers as identifiers
+    assert summary.ok and summary.delivered == len(records)
+    position = 0
+    for payload, identifiers in sent:
+        batch = records[position : position + len(identifiers)]
+        assert payload == b'{"Records":[' + b",".join(orjson.dumps(r) for r in batch) + b"]}"
+        assert identifiers == [sequence_of(r) for r in batch]
+        position += len(identifiers)
+    assert position == len(records)
+
+
+def test_identifiers_keep_the_leading_zeros_that_arrived(
+    tmp_path: Path, lambda_server: Any, redrive: Callable[..., Run]
+) -> None:
+    # Given sequence numbers with leading zeros (DynamoDB Local writes them), archived
+    records = make_records(60, seed=19)
+    for record in records:
+        record["dynamodb"]["SequenceNumber"] = "0000" + record["dynamodb"]["SequenceNumber"]
+    uri = archive(str(tmp_path / "archive"), records)
+    flaky = [records[23]["eventID"]]
+    consumer = lambda_server.functions[FUNCTION] = Consumer(flaky=flaky)
+
+    # When re-driven into a consumer that reports one record in batchItemFailures
+    run = redrive(uri, "--batch-size", "10", "--retries", "1", "--json")
+
+    # Then the identifiers it names are found: the batch resumes from the failed record
+    assert run.code == 0, run.stderr
+    [(call, position)] = consumer.partial
+    assert consumer.calls[call + 1] == consumer.calls[call][position:]
+    assert consumer.processed == records
+
+
+def test_kinesis_records_are_sent_as_they_arrived_and_named_by_kinesis_sequence(
+    tmp_path: Path, lambda_server: Any, redrive: Callable[..., Run]
+) -> None:
+    # Given DynamoDB changes delivered through Kinesis, archived
+    raws = [kinesis_record(r, i) for i, r in enumerate(make_records(50, seed=23))]
+    uri = archive(str(tmp_path / "archive"), raws)
+    consumer = lambda_server.functions[FUNCTION] = Consumer(flaky=[raws[17]["eventID"]])
+
+    # When re-driven into a consumer that reports one record by its Kinesis sequence number
+    run = redrive(uri, "--batch-size", "10", "--retries", "1", "--json")
+
+    # Then the consumer gets the Kinesis records as they arrived (data byte for byte), the
+    # failed record and those after it again, and every record in the end
+    assert run.code == 0, run.stderr
+    [(call, position)] = consumer.partial
+    assert consumer.calls[call][position]["eventID"] == raws[17]["eventID"]
+    assert consumer.calls[call + 1] == consumer.calls[call][position:]
+    assert consumer.processed == raws
+    assert run.summary is not None and run.summary["delivered"] == len(raws)
 
 
 def test_an_unknown_function_is_a_clear_error(

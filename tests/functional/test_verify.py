@@ -79,7 +79,7 @@ def changes(table: str, count: int, *, seed: int, seconds: float = 20.0) -> list
 
 def write_batches(
     store: ArchiveStore,
-    records: list[dict[str, Any]],
+    records: list[Any],
     size: int = 50,
     shards: list[str] | None = None,
 ) -> None:
@@ -170,6 +170,24 @@ class TestCounts:
                 f"0 duplicates, {format_us(first)} .. {format_us(last)}, schema versions [1], "
                 "0 shards"
             ) in run.messages
+
+    def test_an_archive_written_from_record_texts_verifies_as_one_written_from_dicts(
+        self, tmp_path: Any, verify: Any
+    ) -> None:
+        # Given the same poller traffic archived from each record's JSON text (our runtime,
+        # the poller) and from dicts (Python's Lambda runtime)
+        records, shards = poller_traffic(200)
+        as_text, as_dicts = str(tmp_path / "text"), str(tmp_path / "dicts")
+        write_batches(open_store(as_text), [orjson.dumps(r) for r in records], shards=shards)
+        write_batches(open_store(as_dicts), records, shards=shards)
+        # When both are verified
+        by_text, by_dicts = verify(as_text), verify(as_dicts)
+        # Then both pass with the same report
+        assert by_text.code == by_dicts.code == 0, by_text.messages
+        assert by_text.report is not None and by_dicts.report is not None
+        assert by_text.report["tables"] == by_dicts.report["tables"]
+        found = table_report(by_text, "orders")
+        assert (found["events"], found["shards"], found["problems"]) == (len(records), 2, [])
 
     def test_duplicates_from_retried_overlapping_batches_are_counted_not_failed(
         self, local_archive: str, verify: Any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +39,8 @@ def record(table: str, seq: str, event_id: str, seconds: float) -> dict[str, Any
 
 
 def decoded(events: list[dict[str, Any]]) -> list[tuple[int, ChangeRecord]]:
-    return [(position, decode_record(raw)) for position, raw in enumerate(events)]
+    """Each record decoded from its JSON text, as every source hands it to the decoder."""
+    return [(position, decode_record(orjson.dumps(raw))) for position, raw in enumerate(events)]
 
 
 def test_groups_by_table_and_hour_sorts_and_keeps_positions() -> None:

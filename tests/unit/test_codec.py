@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from archiver.archive.codec import (
 )
 from archiver.archive.dynamojson import plain_json
 from archiver.archive.errors import FormatError, SchemaVersionError
+from archiver.archive.rebuild import record_texts
 from archiver.archive.record import ChangeRecord, pad_sequence
 from archiver.archive.schema import METADATA_SCHEMA_VERSION, Col, parse_promoted_columns
 from archiver.decode import decode_record
@@ -46,7 +48,7 @@ def archive_order(record: ChangeRecord, kinesis: bool) -> tuple[int, str]:
 
 def sort_for_archive(raws: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[ChangeRecord]]:
     """The raw records and their decoded records, in archive order."""
-    decoded = [decode_record(raw) for raw in raws]
+    decoded = [decode_record(orjson.dumps(raw)) for raw in raws]
     kinesis = any(r.event_source == "aws:kinesis" for r in decoded)
     pairs = sorted(zip(raws, decoded, strict=True), key=lambda p: archive_order(p[1], kinesis))
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -55,6 +57,12 @@ def sort_for_archive(raws: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
 def read_back(data: bytes) -> list[dict[str, Any]]:
     table = order_rows(read_archive_file(io.BytesIO(data), "memory://batch.parquet"))
     return list(stream_records(table))
+
+
+def read_texts(data: bytes) -> list[bytes]:
+    """The records of an archive file as the JSON text replay gives out, in archive order."""
+    table = order_rows(read_archive_file(io.BytesIO(data), "memory://batch.parquet"))
+    return [text.encode() for text in record_texts(table).to_pylist()]
 
 
 def assert_identical(rebuilt: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
@@ -75,8 +83,9 @@ def round_trip_twice(raws: list[dict[str, Any]], **options: Any) -> None:
     # Given records decoded and encoded, When the file is read back,
     first = encode_records(decoded, **options)
     rebuilt = read_back(first)
-    # Then every record is exactly the one that arrived,
+    # Then every record is exactly the one that arrived, as dicts and as the very text
     assert_identical(rebuilt, expected)
+    assert read_texts(first) == [orjson.dumps(raw) for raw in expected]
     # and doing it again from what was read gives the same bytes and the same records.
     again = encode_records([decode_record(raw) for raw in rebuilt], **options)
     assert again == first
@@ -362,3 +371,93 @@ def test_deepest_and_largest_items_round_trip() -> None:
         {"deep": value, "big": big, "empty": {"M": {}}, "blank": {"S": ""}}
     )
     round_trip_twice([deep])
+
+
+# --- text the archive keeps as it arrived -----------------------------------------------------
+
+
+def _noncanonical_base64(data: bytes) -> str:
+    """Base64 of ``data`` with the unused low bits of its last character set: it decodes the same."""
+    while len(data) % 3 != 1:
+        data += b" "  # whitespace after the JSON: one byte left over, so "==" padding
+    text = base64.b64encode(data).decode()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    changed = text[:-3] + alphabet[alphabet.index(text[-3]) ^ 1] + "=="
+    assert base64.b64decode(changed, validate=True) == data and changed != text
+    return changed
+
+
+@pytest.mark.parametrize(
+    "encode_inner",
+    [
+        lambda inner: base64.b64encode(json.dumps(inner).encode()).decode(),
+        lambda inner: base64.b64encode(json.dumps(inner, indent=2).encode()).decode(),
+        lambda inner: _noncanonical_base64(orjson.dumps(inner)),
+    ],
+    ids=["spaces after colons", "indented inner record", "non-canonical base64"],
+)
+def test_kinesis_data_not_written_as_the_archive_writes_it_replays_exactly(
+    encode_inner: Any,
+) -> None:
+    # Given Kinesis records whose data is valid base64 of a change, but not canonical
+    # base64 of compact JSON (so it cannot be rebuilt from the change's parts)
+    raws = []
+    for n in range(1, 4):
+        raw = kinesis_record(
+            _record(f"10000000000000000000{n}", f"k{n}", seconds=1_795_000_000 + n), n
+        )
+        inner = orjson.loads(base64.b64decode(raw["kinesis"]["data"]))
+        raws.append({**raw, "kinesis": {**raw["kinesis"], "data": encode_inner(inner)}})
+    decoded = [decode_record(orjson.dumps(raw)) for raw in raws]
+    # When they are archived and read back
+    data = encode_records(decoded)
+    # Then each envelope kept the record's text, and replay gives back the exact data
+    table = read_archive_file(io.BytesIO(data), "x")
+    assert [e.encode() for e in table.column(Col.ENVELOPE).to_pylist()] == [
+        orjson.dumps(raw) for raw in raws
+    ]
+    rebuilt = read_back(data)
+    assert [r["kinesis"]["data"] for r in rebuilt] == [r["kinesis"]["data"] for r in raws]
+    assert rebuilt == raws
+    assert read_texts(data) == [orjson.dumps(raw) for raw in raws]
+    # and the images are still columns of their own, decoded from inside the data
+    assert [orjson.loads(k) for k in table.column(Col.KEYS).to_pylist()] == [
+        {"pk": {"S": f"order#k{n}"}} for n in range(1, 4)
+    ]
+
+
+def test_values_dynamodb_accepts_round_trip_exactly_and_pass_the_full_check() -> None:
+    # Given an image of the values DynamoDB accepts that are easy to get wrong
+    image = {
+        "pk": {"S": "order#edge"},
+        "n38": {"N": "12345678901234567890123456789012345600"},
+        "tiny": {"N": "1E-130"},
+        "huge": {"N": "9.9999999999999999999999999999999999999E+125"},
+        "empty_b": {"B": ""},
+        "": {"S": "an empty attribute name"},
+        "empty_s": {"S": ""},
+        "empty_m": {"M": {}},
+        "empty_l": {"L": []},
+        "unicode \u00e9\u4e16": {"S": "\u00e9\u4e16\U0001f600\u0000\u2028"},
+        "nested": {"M": {"": {"L": [{"M": {}}, {"S": ""}, {"NS": ["1E-130", "-0"]}]}}},
+    }
+    raw = _record("100000000000000000001", "edge")
+    raw["dynamodb"]["NewImage"] = image
+    text = orjson.dumps(raw)
+    # When it is decoded with either check and archived
+    for full_check in (False, True):
+        decoded = decode_record(text, full_check=full_check)
+        data = encode_records([decoded], PROMOTED, plain_images=True)
+        # Then the image is stored as the text that arrived and replays exactly
+        row = read_archive_file(io.BytesIO(data), "x").to_pylist()[0]
+        assert row[Col.NEW_IMAGE].encode() == orjson.dumps(image)
+        assert read_texts(data) == [text]
+        assert read_back(data) == [raw]
+
+
+def test_pretty_printed_records_round_trip_as_the_same_json() -> None:
+    raws = [_record(f"10000000000000000000{i}", str(i)) for i in range(1, 4)]
+    decoded = [decode_record(json.dumps(raw, indent=2).encode()) for raw in raws]
+    data = encode_records(decoded)
+    assert read_back(data) == raws
+    assert [orjson.loads(text) for text in read_texts(data)] == raws

@@ -1,20 +1,32 @@
-"""Decoding raw Lambda records (DynamoDB Streams and Kinesis-wrapped) into ChangeRecords."""
+"""Decoding stream records (DynamoDB Streams and Kinesis-wrapped) from their JSON text into ChangeRecords.
+
+Images, keys and envelopes are JSON text: tests compare them as exact bytes where the
+exact text is the point, and parsed where only the JSON matters.
+"""
 
 from __future__ import annotations
 
 import base64
 import copy
+import gc
+import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from archiver import decode
+from archiver.archive.codec import item_key
 from archiver.archive.errors import RecordError
 from archiver.archive.record import ChangeRecord, EventName
 from archiver.decode import decode_record, item_identifier, table_of
+from archiver.jsontext import decode_members
+from archiver.split import split_event
 from devkit.traffic import kinesis_record
 from tests.strategies import dynamodb_records, kinesis_records
 
@@ -24,6 +36,7 @@ ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-11-27T00
 SEQ = "100000000000000000001"
 KINESIS_SEQ = "49590338271490256608559692538361571095921575989136588899"  # devkit base + 1
 SECRET = "s3cr3t-VALUE-4711"
+PLACEHOLDERS = (b'"Keys":null', b'"NewImage":null', b'"OldImage":null')
 
 
 def load_event(name: str) -> Any:
@@ -70,12 +83,75 @@ def with_data(record: dict[str, Any], change: Callable[[dict[str, Any]], None]) 
     return record
 
 
+def exact_walk(text: bytes, *, stream_arn: str | None = None, full_check: bool = False) -> Any:
+    """What the exact walk (the decoder's slow path) makes of ``text``."""
+    fields = decode_members(text)
+    if "kinesis" in fields:
+        return decode._decode_kinesis(text, fields, full_check)
+    return decode._decode_dynamodb(text, fields, None, None, stream_arn, full_check)
+
+
+def fast_path(text: bytes) -> ChangeRecord | None:
+    """What the fast path makes of ``text``: a record, or None when it declines."""
+    if b'"kinesis"' in text:
+        return decode._decode_fast_kinesis(text, False)
+    try:
+        typed = decode._FAST.decode(text)
+    except msgspec.DecodeError:
+        return None
+    return decode._decode_fast(text, typed, None, None, None, False)
+
+
+def spliced(envelope: bytes, keys: bytes, new: bytes | None, old: bytes | None) -> bytes:
+    """The oracle of the rebuild: each placeholder (there exactly once) replaced by its image."""
+    text = envelope
+    for placeholder, image in zip(PLACEHOLDERS, (keys, new, old), strict=True):
+        if image is None:
+            assert placeholder not in text
+            continue
+        assert text.count(placeholder) == 1, placeholder
+        text = text.replace(placeholder, placeholder[: -len(b"null")] + image)
+    return text
+
+
+def nulled(raw: dict[str, Any]) -> dict[str, Any]:
+    """The record with each image present set to None: what its envelope parses to."""
+    out = copy.deepcopy(raw)
+    for name in ("Keys", "NewImage", "OldImage"):
+        if name in out["dynamodb"]:
+            out["dynamodb"][name] = None
+    return out
+
+
+def plain(av: dict[str, Any]) -> Any:
+    """A key attribute value as plain JSON, written here independently of the product."""
+    ((tag, value),) = av.items()
+    return Decimal(value) if tag == "N" else value
+
+
+def assert_same_except_text_layout(got: ChangeRecord, want: ChangeRecord) -> None:
+    """Two decodings of one record written with other whitespace: equal but for the JSON layout."""
+    texts = ("keys", "new_image", "old_image", "envelope", "user_identity")
+    got_fields, want_fields = msgspec.structs.asdict(got), msgspec.structs.asdict(want)
+    for name in texts:
+        a, b = got_fields.pop(name), want_fields.pop(name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert orjson.loads(a) == orjson.loads(b), name
+    assert got_fields == want_fields  # item_key and keys_plain are canonical: the same bytes
+
+
 # --- DynamoDB Streams records ----------------------------------------------------------
 
 
 def test_decode_recorded_event() -> None:
-    records = load_event("dynamodb_event")["Records"]
-    decoded = [decode_record(raw) for raw in records]
+    # Given the recorded event as Lambda delivers it, pretty-printed, cut into record texts
+    body = (EVENTS / "dynamodb_event.json").read_bytes()
+    texts = split_event(body)
+    records = orjson.loads(body)["Records"]
+    # When each record is decoded from its text
+    decoded = [decode_record(text) for text in texts]
+    # Then the columns hold its fields
     assert [d.event_name for d in decoded] == [EventName.INSERT, EventName.MODIFY, EventName.REMOVE]
     first = decoded[0]
     assert first.table_name == "ExampleTableWithStream"
@@ -84,10 +160,6 @@ def test_decode_recorded_event() -> None:
     assert first.sequence_number == "111000000000000000001"
     assert first.change_time_us == 1_795_000_000_000_000
     assert decoded[1].change_time_us == 1_795_000_001_000_000  # a float of seconds
-    assert first.keys == {"Id": {"N": "101"}}
-    assert first.new_image is records[0]["dynamodb"]["NewImage"]
-    assert first.new_image["Price"] == {"N": "12345678901234567890.123456789012345678"}
-    assert first.old_image is None
     assert first.stream_arn == records[0]["eventSourceARN"]
     assert first.view_type == "NEW_AND_OLD_IMAGES"
     assert first.size_bytes == 26
@@ -95,30 +167,82 @@ def test_decode_recorded_event() -> None:
     assert (
         first.ref == "ExampleTableWithStream/c4ca4238a0b923820dcc509a6f75849b/111000000000000000001"
     )
-    assert not first.is_ttl_delete
+    assert not first.is_ttl_delete and not first.ttl_delete
+    # and the images are the text that arrived, spaces and all, never parsed and re-dumped
+    assert first.keys == b'{"Id": {"N": "101"}}'
+    assert first.new_image == (
+        b'{"Message": {"S": "New item!"}, "Id": {"N": "101"}, '
+        b'"Price": {"N": "12345678901234567890.123456789012345678"}}'
+    )
+    assert first.new_image in body
+    assert first.old_image is None
+    assert first.item_key == b'{"Id":{"N":"101"}}'
+    assert first.keys_plain == b'{"Id":101}'
     ttl = decoded[2]
-    assert ttl.is_ttl_delete
-    assert ttl.user_identity == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    assert ttl.is_ttl_delete and ttl.ttl_delete
+    assert ttl.user_identity == b'{"type": "Service", "principalId": "dynamodb.amazonaws.com"}'
     assert ttl.new_image is None and ttl.old_image is not None
+    # and the same records given as dicts decode to the same JSON
+    for text, raw, got in zip(texts, records, decoded, strict=True):
+        assert_same_except_text_layout(decode_record(raw), got)
+        assert orjson.loads(text) == raw
 
 
 def test_envelope_is_the_record_without_its_images() -> None:
+    # Given a record as Lambda's runtime hands it over (a dict: written as compact JSON)
     raw = make_record("MODIFY")
+    original = copy.deepcopy(raw)
+    # When it is decoded
     decoded = decode_record(raw)
-    assert list(decoded.envelope) == list(raw)
-    assert list(decoded.envelope["dynamodb"]) == list(raw["dynamodb"])
-    assert decoded.envelope["dynamodb"]["Keys"] is None
-    assert decoded.envelope["dynamodb"]["NewImage"] is None
-    assert decoded.envelope["dynamodb"]["OldImage"] is None
-    assert decoded.envelope["dynamodb"]["SequenceNumber"] == SEQ
-    assert decoded.envelope["eventSourceARN"] == ARN
-    assert raw["dynamodb"]["Keys"] == {"pk": {"S": "order#1"}}  # the input is left alone
+    # Then the envelope is exactly that text with each image's value set to null
+    assert decoded.envelope == orjson.dumps(nulled(raw))
+    assert list(orjson.loads(decoded.envelope)["dynamodb"]) == list(raw["dynamodb"])
+    assert decoded.keys == b'{"pk":{"S":"order#1"}}'
+    assert decoded.new_image == orjson.dumps(raw["dynamodb"]["NewImage"])
+    assert decoded.old_image == orjson.dumps(raw["dynamodb"]["OldImage"])
+    # and putting the images back gives the record's text, byte for byte
+    assert spliced(decoded.envelope, decoded.keys, decoded.new_image, decoded.old_image) == (
+        orjson.dumps(raw)
+    )
+    assert raw == original  # the input is left alone
+
+
+def test_envelope_keeps_every_byte_but_the_image_values() -> None:
+    # Given the recorded event's first record, pretty-printed as it is in the file
+    [text, *_] = split_event((EVENTS / "dynamodb_event.json").read_bytes())
+    decoded = decode_record(text)
+    # Then its envelope is that text with the image members spelled as placeholders, every
+    # other byte (the spaces around "dynamodb" included) as it arrived
+    expected = text
+    for name, image in ((b"Keys", decoded.keys), (b"NewImage", decoded.new_image)):
+        assert image is not None
+        member = b'"' + name + b'": ' + image
+        assert expected.count(member) == 1
+        expected = expected.replace(member, b'"' + name + b'":null')
+    assert decoded.envelope == expected
+
+
+def test_get_records_records_get_the_stream_arn_appended() -> None:
+    # Given a record as GetRecords returns it: no eventSourceARN, no Lambda fields
+    raw = make_record("INSERT")
+    del raw["eventSourceARN"]
+    for text in (orjson.dumps(raw), json.dumps(raw, indent=2).encode()):
+        # When it is decoded with the stream it was read from
+        decoded = decode_record(text, stream_arn=ARN, shard_id="shardId-1")
+        # Then the envelope gains eventSourceARN at its end, as Lambda would have added it
+        assert decoded.table_name == "orders" and decoded.stream_arn == ARN
+        assert decoded.shard_id == "shardId-1"
+        assert decoded.envelope.endswith(b',"eventSourceARN":' + orjson.dumps(ARN) + b"}")
+        assert orjson.loads(decoded.envelope) == {**nulled(raw), "eventSourceARN": ARN}
+    compact = decode_record(orjson.dumps(raw), stream_arn=ARN)
+    assert compact.envelope == orjson.dumps({**nulled(raw), "eventSourceARN": ARN})
 
 
 @PROPERTY
 @given(dynamodb_records())
 def test_decode_any_generated_record(raw: dict[str, Any]) -> None:
-    decoded = decode_record(raw)
+    text = orjson.dumps(raw)
+    decoded = decode_record(text)
     ddb = raw["dynamodb"]
     table = raw["eventSourceARN"].split(":table/")[1].split("/stream/")[0]
     assert decoded.table_name == table
@@ -126,12 +250,62 @@ def test_decode_any_generated_record(raw: dict[str, Any]) -> None:
     assert decoded.event_name == raw["eventName"]
     assert decoded.sequence_number == ddb["SequenceNumber"]
     assert decoded.change_time_us == round(ddb["ApproximateCreationDateTime"] * 1_000_000)
-    assert decoded.keys == ddb["Keys"]
-    assert decoded.new_image == ddb.get("NewImage")
-    assert decoded.old_image == ddb.get("OldImage")
+    assert decoded.keys == orjson.dumps(ddb["Keys"])
+    assert decoded.new_image == (orjson.dumps(ddb["NewImage"]) if "NewImage" in ddb else None)
+    assert decoded.old_image == (orjson.dumps(ddb["OldImage"]) if "OldImage" in ddb else None)
+    assert decoded.item_key == item_key(ddb["Keys"])
+    plain_keys = json.loads(decoded.keys_plain, parse_float=Decimal, parse_int=Decimal)
+    assert plain_keys == {name: plain(av) for name, av in ddb["Keys"].items()}
     assert decoded.view_type == ddb["StreamViewType"]
+    assert decoded.size_bytes == ddb["SizeBytes"]
     assert decoded.is_ttl_delete == ("userIdentity" in raw)
-    assert list(decoded.envelope) == list(raw)
+    assert decoded.envelope == orjson.dumps(nulled(raw))
+    # the envelope with the images spliced back is the text that arrived, byte for byte
+    assert spliced(decoded.envelope, decoded.keys, decoded.new_image, decoded.old_image) == text
+    # and the dict, written as the Lambda handler writes it, decodes the same
+    assert decode_record(raw) == decoded
+
+
+@PROPERTY
+@given(dynamodb_records() | kinesis_records())
+def test_fast_path_and_exact_walk_agree(raw: dict[str, Any]) -> None:
+    # Given a record's compact text
+    text = orjson.dumps(raw)
+    # When the decoder decodes it, and the exact walk decodes it on its own
+    decoded = decode_record(text)
+    walked = exact_walk(text)
+    # Then both give the same record, and so does the fast path wherever it accepts the text
+    assert walked == decoded
+    fast = fast_path(text)
+    if fast is not None:
+        assert fast == walked
+    assert exact_walk(text, full_check=True) == decode_record(text, full_check=True) == decoded
+
+
+def test_the_fast_path_takes_ordinary_records() -> None:
+    # the property above compares something: ordinary records do take the fast path
+    for raw in (make_record(), make_record("REMOVE"), kinesis_record(make_record(), 1)):
+        text = orjson.dumps(raw)
+        fast = fast_path(text)
+        assert fast is not None
+        assert fast == exact_walk(text) == decode_record(text)
+
+
+@PROPERTY
+@given(dynamodb_records() | kinesis_records())
+def test_pretty_printed_records_decode_as_their_compact_text(raw: dict[str, Any]) -> None:
+    # Given one record written compactly and pretty-printed (which takes the exact walk)
+    compact = decode_record(orjson.dumps(raw))
+    pretty_text = json.dumps(raw, indent=2).encode()
+    # When the pretty text is decoded
+    pretty = decode_record(pretty_text)
+    # Then the exact walk agrees, and every field equals the compact one's but for whitespace
+    assert exact_walk(pretty_text) == pretty
+    assert_same_except_text_layout(pretty, compact)
+    if "kinesis" not in raw:
+        # and the images spliced back into the envelope give the same JSON
+        rebuilt = spliced(pretty.envelope, pretty.keys, pretty.new_image, pretty.old_image)
+        assert orjson.loads(rebuilt) == raw
 
 
 @pytest.mark.parametrize(
@@ -155,6 +329,7 @@ def test_default_table_files_records_without_an_arn() -> None:
     decoded = decode_record(raw, default_table="orders")
     assert decoded.table_name == "orders"
     assert decoded.stream_arn is None
+    assert decoded.envelope == orjson.dumps(nulled(raw))  # nothing added without a stream ARN
 
 
 @pytest.mark.parametrize(
@@ -180,15 +355,34 @@ def test_every_event_name_and_view_type(event_name: str, view: str) -> None:
     assert decoded.view_type == view
     assert (decoded.new_image is not None) == (event_name != "REMOVE" and "NEW" in view)
     assert (decoded.old_image is not None) == (event_name != "INSERT" and "OLD" in view)
+    assert decoded.envelope.count(b'"NewImage":null') == (decoded.new_image is not None)
+    assert decoded.envelope.count(b'"OldImage":null') == (decoded.old_image is not None)
 
 
-def test_ttl_delete_needs_remove_and_the_service_principal() -> None:
-    identity = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
-    assert decode_record({**make_record("REMOVE"), "userIdentity": identity}).is_ttl_delete
-    assert not decode_record({**make_record("MODIFY"), "userIdentity": identity}).is_ttl_delete
-    other = {"type": "Service", "principalId": "lambda.amazonaws.com"}
-    assert not decode_record({**make_record("REMOVE"), "userIdentity": other}).is_ttl_delete
-    assert not decode_record(make_record("REMOVE")).is_ttl_delete
+@pytest.mark.parametrize(
+    ("event_name", "identity", "ttl"),
+    [
+        ("REMOVE", {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, True),
+        ("REMOVE", {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}, True),
+        ("REMOVE", {"type": "Service", "principalId": "events.amazonaws.com"}, False),
+        ("REMOVE", {"type": "Service", "principalId": "lambda.amazonaws.com"}, False),
+        ("REMOVE", None, False),
+        ("MODIFY", {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, False),
+    ],
+)
+def test_ttl_delete_needs_remove_and_the_service_principal(
+    event_name: str, identity: dict[str, str] | None, ttl: bool
+) -> None:
+    raw = make_record(event_name)
+    if identity is not None:
+        raw["userIdentity"] = identity
+    for text in (orjson.dumps(raw), json.dumps(raw, indent=1).encode()):
+        decoded = decode_record(text)
+        assert decoded.ttl_delete is ttl and decoded.is_ttl_delete is ttl
+        assert (decoded.user_identity is None) == (identity is None)
+        if identity is not None:
+            assert decoded.user_identity is not None
+            assert orjson.loads(decoded.user_identity) == identity
 
 
 # --- Kinesis-wrapped records --------------------------------------------------------------
@@ -204,13 +398,15 @@ def test_decode_kinesis_record_from_devkit_shape() -> None:
     assert decoded.sequence_number == raw["kinesis"]["sequenceNumber"]
     assert decoded.stream_arn == raw["eventSourceARN"]
     assert decoded.change_time_us == 1_795_000_000_000_000
-    assert decoded.keys == change["dynamodb"]["Keys"]
-    assert decoded.new_image == change["dynamodb"]["NewImage"]
+    assert decoded.keys == orjson.dumps(change["dynamodb"]["Keys"])
+    assert decoded.new_image == orjson.dumps(change["dynamodb"]["NewImage"])
     assert decoded.ref == f"orders/e1/{raw['kinesis']['sequenceNumber']}"
-    # the envelope keeps the outer record and the change with its images emptied
-    assert decoded.envelope["eventID"] == raw["eventID"]
-    assert decoded.envelope["kinesis"]["data"]["dynamodb"]["NewImage"] is None
+    # the envelope keeps the outer record, and the change minus its images as an object
+    envelope = orjson.loads(decoded.envelope)
+    data = kinesis_data(raw)
+    assert envelope == {**raw, "kinesis": {**raw["kinesis"], "data": nulled(data)}}
     assert item_identifier(raw) == raw["kinesis"]["sequenceNumber"]
+    assert item_identifier(orjson.dumps(raw)) == raw["kinesis"]["sequenceNumber"]
 
 
 @pytest.mark.parametrize(
@@ -246,8 +442,75 @@ def test_decode_any_generated_kinesis_record(raw: dict[str, Any]) -> None:
     assert decoded.change_time_us == data["dynamodb"]["ApproximateCreationDateTime"] * factor
     assert decoded.table_name == data["tableName"]
     assert decoded.event_id == data["eventID"]
-    assert decoded.keys == data["dynamodb"]["Keys"]
+    assert decoded.keys == orjson.dumps(data["dynamodb"]["Keys"])
+    assert decoded.new_image == (
+        orjson.dumps(data["dynamodb"]["NewImage"]) if "NewImage" in data["dynamodb"] else None
+    )
     assert decoded.sequence_number == raw["kinesis"]["sequenceNumber"]
+    # the data as an object: the images spliced back into it give the base64 text that arrived
+    envelope = orjson.loads(decoded.envelope)
+    inner = spliced(
+        orjson.dumps(envelope["kinesis"]["data"]),
+        decoded.keys,
+        decoded.new_image,
+        decoded.old_image,
+    )
+    assert base64.b64encode(inner).decode() == raw["kinesis"]["data"]
+    assert {**envelope, "kinesis": {**envelope["kinesis"], "data": raw["kinesis"]["data"]}} == raw
+
+
+def _noncanonical_base64(data: bytes) -> str:
+    """Base64 of ``data`` with the unused low bits of its last character set: it decodes the same."""
+    while len(data) % 3 != 1:
+        data += b" "  # trailing whitespace after the JSON: one byte left over, "==" padding
+    text = base64.b64encode(data).decode()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = text[-3]
+    changed = text[:-3] + alphabet[alphabet.index(last) ^ 1] + "=="
+    assert base64.b64decode(changed, validate=True) == data and changed != text
+    return changed
+
+
+def kinesis_variants() -> list[tuple[str, dict[str, Any]]]:
+    """Kinesis records whose ``data`` the archive cannot rebuild from an object: kept as text."""
+    raw = kinesis_record(make_record(), 1)
+    inner = kinesis_data(raw)
+    spaced = json.dumps(inner).encode()  # spaces after colons and commas
+    indented = json.dumps(inner, indent=2).encode()
+    return [
+        ("spaces after colons", {**raw, "kinesis": {**raw["kinesis"], "data": b64(spaced)}}),
+        ("indented inner record", {**raw, "kinesis": {**raw["kinesis"], "data": b64(indented)}}),
+        (
+            "non-canonical base64",
+            {
+                **raw,
+                "kinesis": {**raw["kinesis"], "data": _noncanonical_base64(orjson.dumps(inner))},
+            },
+        ),
+    ]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize(
+    ("case", "raw"), kinesis_variants(), ids=[c for c, _ in kinesis_variants()]
+)
+def test_kinesis_data_that_cannot_be_rebuilt_is_kept_as_it_arrived(
+    case: str, raw: dict[str, Any]
+) -> None:
+    # Given a Kinesis record whose data is base64 of a change, but not as the archive writes it
+    text = orjson.dumps(raw)
+    # When it is decoded
+    decoded = decode_record(text)
+    # Then it is decoded as any other change, and the envelope keeps the whole record as it came
+    assert decoded.table_name == "orders" and decoded.event_id == "e1"
+    assert decoded.envelope == text
+    assert orjson.loads(decoded.keys) == {"pk": {"S": "order#1"}}
+    assert decoded.new_image is not None
+    assert orjson.loads(decoded.new_image) == make_record()["dynamodb"]["NewImage"]
+    assert exact_walk(text) == decoded
 
 
 # --- failures: each names the record and the problem -------------------------------------
@@ -275,9 +538,30 @@ def _setting(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+# Digits to str.isdigit(), not to DynamoDB: 21 Arabic-Indic and 21 fullwidth ones.
+ARABIC_INDIC = "\u0661" + "\u0660" * 19 + "\u0661"
+FULLWIDTH = "\uff11" * 21
+SEQUENCE_DIGITS = "dynamodb.SequenceNumber must be a string of 1 to 40 ASCII digits"
+TIME_RANGE = "dynamodb.ApproximateCreationDateTime must be epoch seconds between 2000 and 2200"
+
+
+def _time_failure(case: str, value: Any) -> tuple[str, Callable[[dict[str, Any]], None], str, str]:
+    return (
+        case,
+        _setting("dynamodb.ApproximateCreationDateTime", value),
+        f"orders/e1/{SEQ}",
+        TIME_RANGE,
+    )
+
+
 FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("missing dynamodb", _without("dynamodb"), "orders/e1/?", "missing 'dynamodb'"),
-    ("dynamodb not an object", _setting("dynamodb", []), "orders/e1/?", "missing 'dynamodb'"),
+    (
+        "dynamodb not an object",
+        _setting("dynamodb", []),
+        "orders/e1/?",
+        "'dynamodb' must be an object",
+    ),
     (
         "unknown eventName",
         _setting("eventName", "UPSERT"),
@@ -289,19 +573,37 @@ FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "letters in SequenceNumber",
         _setting("dynamodb.SequenceNumber", "12a"),
         "orders/e1/12a",
-        "SequenceNumber must be a string of digits",
+        SEQUENCE_DIGITS,
     ),
     (
         "SequenceNumber as a number",
         _setting("dynamodb.SequenceNumber", 123),
-        "orders/e1/123",
-        "SequenceNumber must be a string of digits",
+        "orders/e1/?",
+        SEQUENCE_DIGITS,
     ),
     (
         "missing SequenceNumber",
         _without("dynamodb.SequenceNumber"),
         "orders/e1/?",
-        "SequenceNumber must be a string of digits",
+        SEQUENCE_DIGITS,
+    ),
+    (
+        "Arabic-Indic digits in SequenceNumber",
+        _setting("dynamodb.SequenceNumber", ARABIC_INDIC),
+        "orders/e1/" + ARABIC_INDIC,
+        SEQUENCE_DIGITS,
+    ),
+    (
+        "fullwidth digits in SequenceNumber",
+        _setting("dynamodb.SequenceNumber", FULLWIDTH),
+        "orders/e1/" + FULLWIDTH,
+        SEQUENCE_DIGITS,
+    ),
+    (
+        "41-digit SequenceNumber",
+        _setting("dynamodb.SequenceNumber", "1" * 41),
+        "orders/e1/" + "1" * 41,
+        SEQUENCE_DIGITS,
     ),
     ("missing Keys", _without("dynamodb.Keys"), f"orders/e1/{SEQ}", "missing dynamodb.Keys"),
     (
@@ -310,6 +612,7 @@ FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         f"orders/e1/{SEQ} Keys.pk",
         "must be S, N or B",
     ),
+    ("empty Keys", _setting("dynamodb.Keys", {}), f"orders/e1/{SEQ} Keys", ""),
     (
         "missing NewImage",
         _without("dynamodb.NewImage"),
@@ -323,15 +626,15 @@ FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "missing dynamodb.OldImage for a MODIFY with view type NEW_AND_OLD_IMAGES",
     ),
     (
-        "bad NewImage",
-        _setting("dynamodb.NewImage", {"x": {"M": {"y": {"Q": "1"}}}}),
-        f"orders/e1/{SEQ} NewImage.x.y",
-        "unknown attribute type 'Q'",
-    ),
-    (
         "OldImage not a map",
         _setting("dynamodb.OldImage", []),
         f"orders/e1/{SEQ} OldImage",
+        "must be a map",
+    ),
+    (
+        "NewImage a string",
+        _setting("dynamodb.NewImage", "{}"),
+        f"orders/e1/{SEQ} NewImage",
         "must be a map",
     ),
     (
@@ -344,7 +647,19 @@ FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "SizeBytes as text",
         _setting("dynamodb.SizeBytes", "42"),
         f"orders/e1/{SEQ}",
-        "SizeBytes must be an integer",
+        "SizeBytes must be an integer from 0 to 2^63-1",
+    ),
+    (
+        "SizeBytes of 2^63",
+        _setting("dynamodb.SizeBytes", 2**63),
+        f"orders/e1/{SEQ}",
+        "SizeBytes must be an integer from 0 to 2^63-1",
+    ),
+    (
+        "negative SizeBytes",
+        _setting("dynamodb.SizeBytes", -1),
+        f"orders/e1/{SEQ}",
+        "SizeBytes must be an integer from 0 to 2^63-1",
     ),
     (
         "missing eventID",
@@ -364,36 +679,15 @@ FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         f"orders/e1/{SEQ}",
         "userIdentity must be an object",
     ),
-    (
-        "time as text",
-        _setting("dynamodb.ApproximateCreationDateTime", "1795000000"),
-        f"orders/e1/{SEQ}",
-        "ApproximateCreationDateTime must be epoch seconds",
-    ),
-    (
-        "no time",
-        _without("dynamodb.ApproximateCreationDateTime"),
-        f"orders/e1/{SEQ}",
-        "ApproximateCreationDateTime must be epoch seconds",
-    ),
-    (
-        "time NaN",
-        _setting("dynamodb.ApproximateCreationDateTime", float("nan")),
-        f"orders/e1/{SEQ}",
-        "ApproximateCreationDateTime must be epoch seconds",
-    ),
-    (
-        "time in milliseconds",
-        _setting("dynamodb.ApproximateCreationDateTime", 1_795_000_000_000),
-        f"orders/e1/{SEQ}",
-        "not a plausible change time",
-    ),
-    (
-        "time as a boolean",
-        _setting("dynamodb.ApproximateCreationDateTime", True),
-        f"orders/e1/{SEQ}",
-        "ApproximateCreationDateTime must be epoch seconds",
-    ),
+    # every change time that is not epoch seconds of 2000-2200 gets the same message
+    _time_failure("time as text", "1795000000"),
+    ("no time", _without("dynamodb.ApproximateCreationDateTime"), f"orders/e1/{SEQ}", TIME_RANGE),
+    _time_failure("time NaN", float("nan")),
+    _time_failure("time in milliseconds", 1_795_000_000_000),
+    _time_failure("time as a boolean", True),
+    _time_failure("time of 1e308", 1e308),
+    _time_failure("time of 2^63", 2**63),
+    _time_failure("time before 2000", 946_684_799),
     (
         "unknown eventSource",
         _setting("eventSource", "aws:sqs"),
@@ -424,16 +718,60 @@ FAILURES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
 @pytest.mark.parametrize(
     ("case", "edit", "where", "problem"), FAILURES, ids=[f[0] for f in FAILURES]
 )
+@pytest.mark.parametrize("full_check", [False, True], ids=["light", "full"])
 def test_each_failure_names_the_record_and_the_problem(
-    case: str, edit: Callable[[dict[str, Any]], None], where: str, problem: str
+    case: str,
+    edit: Callable[[dict[str, Any]], None],
+    where: str,
+    problem: str,
+    full_check: bool,
 ) -> None:
     raw = make_record()
     edit(raw)
+    texts = [orjson.dumps(raw)]
+    if not case.endswith("NaN"):  # NaN is not JSON: orjson writes null, json writes NaN
+        texts.append(json.dumps(raw, indent=2).encode())
+    for text in texts:
+        with pytest.raises(RecordError) as caught:
+            decode_record(text, full_check=full_check)
+        message = str(caught.value)
+        assert message.startswith(where + ":"), message
+        assert problem in message
+        assert caught.value.where == where
+
+
+# The full check looks inside every attribute value; the light check (the default for
+# records from the AWS service, which DynamoDB has checked) does not.
+IMAGE_FAILURES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("unknown type", {"x": {"M": {"y": {"Q": "1"}}}}, "NewImage.x.y", "unknown attribute type 'Q'"),
+    ("letters in a number", {"n": {"N": "12abc"}}, "NewImage.n", "N must hold a number"),
+    ("39-digit number", {"n": {"N": "1" * 39}}, "NewImage.n", "N must hold a number"),
+    ("number beyond 1E+126", {"n": {"N": "1E+126"}}, "NewImage.n", "N must hold a number"),
+    ("number as a JSON number", {"n": {"N": 7}}, "NewImage.n", "got a number"),
+    ("empty string set", {"s": {"SS": []}}, "NewImage.s", "SS"),
+    ("number in a string set", {"s": {"SS": ["a", 1]}}, "NewImage.s", "SS must hold strings"),
+    ("binary not base64", {"b": {"B": "not base64!"}}, "NewImage.b", "B must hold base64"),
+    ("two type keys", {"x": {"S": "a", "N": "1"}}, "NewImage.x", "one type key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "image", "where", "problem"), IMAGE_FAILURES, ids=[f[0] for f in IMAGE_FAILURES]
+)
+def test_image_values_are_checked_only_by_the_full_check(
+    case: str, image: dict[str, Any], where: str, problem: str
+) -> None:
+    raw = make_record(new={"pk": {"S": "order#1"}, **image})
+    text = orjson.dumps(raw)
+    # Given the full check, Then the record is refused with the attribute path
     with pytest.raises(RecordError) as caught:
-        decode_record(raw)
-    message = str(caught.value)
-    assert message.startswith(where + ":"), message
-    assert problem in message
+        decode_record(text, full_check=True)
+    assert caught.value.where == f"orders/e1/{SEQ} {where}"
+    assert problem in caught.value.reason
+    # Given the light check, Then the image is archived as the text that arrived
+    decoded = decode_record(text)
+    assert decoded.new_image == orjson.dumps(raw["dynamodb"]["NewImage"])
+    assert exact_walk(text) == decoded
 
 
 def test_missing_new_image_on_insert() -> None:
@@ -451,6 +789,25 @@ def test_missing_new_image_on_insert() -> None:
 def test_not_an_object(raw: Any) -> None:
     with pytest.raises(RecordError, match=r"a stream record must be a JSON object, got \w+"):
         decode_record(raw)
+    with pytest.raises(RecordError, match=r"a stream record must be a JSON object"):
+        decode_record(orjson.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"", "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b'{"eventID": "e1"', "not valid JSON"),
+        (b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}", "nested deeper than the parser allows"),
+        (b'{"eventID":"\\ud800"}', "not valid JSON"),
+    ],
+    ids=["empty", "unclosed", "truncated", "nested too deep", "lone surrogate"],
+)
+def test_text_that_is_not_json_is_refused(text: bytes, problem: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        decode_record(text)
+    assert problem in caught.value.reason
 
 
 def test_invalid_default_table_is_refused() -> None:
@@ -470,21 +827,21 @@ KINESIS_FAILURES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], st
     ),
     (
         "data base64 of text",
-        lambda r: {**r, "kinesis": {**r["kinesis"], "data": base64.b64encode(b"{nope").decode()}},
+        lambda r: {**r, "kinesis": {**r["kinesis"], "data": b64(b"{nope")}},
         f"?/shardId-000000000000:1/{KINESIS_SEQ}",
-        "kinesis.data is not base64 of a JSON change record",
+        "kinesis.data does not hold a JSON change record",
     ),
     (
         "data base64 of a list",
-        lambda r: {**r, "kinesis": {**r["kinesis"], "data": base64.b64encode(b"[1]").decode()}},
+        lambda r: {**r, "kinesis": {**r["kinesis"], "data": b64(b"[1]")}},
         f"?/shardId-000000000000:1/{KINESIS_SEQ}",
-        "does not hold a JSON object",
+        "kinesis.data does not hold a JSON change record",
     ),
     (
         "no data",
         lambda r: {**r, "kinesis": {k: v for k, v in r["kinesis"].items() if k != "data"}},
         f"?/shardId-000000000000:1/{KINESIS_SEQ}",
-        "kinesis.data",
+        "kinesis.data must be base64 text",
     ),
     (
         "no kinesis",
@@ -496,7 +853,13 @@ KINESIS_FAILURES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], st
         "bad sequence",
         lambda r: {**r, "kinesis": {**r["kinesis"], "sequenceNumber": "x1"}},
         "?/shardId-000000000000:1/x1",
-        "kinesis.sequenceNumber must be a string of digits",
+        "kinesis.sequenceNumber must be a string of 1 to 128 ASCII digits",
+    ),
+    (
+        "129-digit sequence",
+        lambda r: {**r, "kinesis": {**r["kinesis"], "sequenceNumber": "9" * 129}},
+        "?/shardId-000000000000:1/" + "9" * 129,
+        "kinesis.sequenceNumber must be a string of 1 to 128 ASCII digits",
     ),
     (
         "missing tableName",
@@ -520,7 +883,7 @@ KINESIS_FAILURES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], st
         "missing dynamodb",
         lambda r: with_data(r, _without("dynamodb")),
         f"orders/e1/{KINESIS_SEQ}",
-        "missing 'dynamodb' in kinesis.data",
+        "missing 'dynamodb'",
     ),
     (
         "unknown precision",
@@ -569,11 +932,26 @@ def test_each_kinesis_failure_names_the_record_and_the_problem(
     assert problem in message
 
 
-def test_poison_records_each_raise_record_error() -> None:
-    for raw in load_event("poison_records")["Records"]:
+def test_poison_records_fail_by_check() -> None:
+    # Given the recorded poison samples (p2 holds type Q, p4 the number "12abc")
+    records = load_event("poison_records")["Records"]
+    for raw in records:
+        # Then with the full check each one is refused, naming its record
         with pytest.raises(RecordError) as caught:
-            decode_record(raw)
+            decode_record(raw, full_check=True)
         assert raw["eventID"] in caught.value.where
+    # and with the light check the two with bad attribute values are archived as they are
+    accepted = []
+    for raw in records:
+        try:
+            accepted.append(decode_record(raw))
+        except RecordError as err:
+            assert raw["eventID"] in err.where
+    assert [r.event_id for r in accepted] == ["p2", "p4"]
+    assert [orjson.loads(r.new_image or b"") for r in accepted] == [
+        records[1]["dynamodb"]["NewImage"],
+        records[3]["dynamodb"]["NewImage"],
+    ]
 
 
 # --- no item data in messages ---------------------------------------------------------------
@@ -601,7 +979,7 @@ def test_messages_never_show_item_values(image: dict[str, Any], where: str) -> N
     raw = make_record("MODIFY")
     raw["dynamodb"][where] = {"pk": {"S": SECRET}, **image}
     with pytest.raises(RecordError) as caught:
-        decode_record(raw)
+        decode_record(raw, full_check=True)
     for text in (str(caught.value), caught.value.reason, caught.value.where):
         assert SECRET not in text
     assert caught.value.where.startswith(f"orders/e1/{SEQ} {where}.x")
@@ -610,7 +988,7 @@ def test_messages_never_show_item_values(image: dict[str, Any], where: str) -> N
 def test_kinesis_messages_never_show_item_values() -> None:
     raw = kinesis_record(make_record(new={"pk": {"S": "order#1"}, "card": {"N": SECRET}}), 1)
     with pytest.raises(RecordError) as caught:
-        decode_record(raw)
+        decode_record(raw, full_check=True)
     assert SECRET not in str(caught.value)
     assert caught.value.where == f"orders/e1/{KINESIS_SEQ} NewImage.card"
 
@@ -629,16 +1007,23 @@ def test_keys_of_a_secret_type_name_no_value() -> None:
 
 def test_table_of_and_item_identifier() -> None:
     raw = make_record()
-    assert table_of(raw) == "orders"
+    for form in (raw, orjson.dumps(raw)):
+        assert table_of(form) == "orders"
+        assert item_identifier(form) == SEQ
     assert table_of({"eventSourceARN": "nonsense"}, "fallback") == "fallback"
-    assert table_of([], "fallback") == "fallback"
-    assert item_identifier(raw) == SEQ
+    assert table_of(b"not json", "fallback") == "fallback"
     assert item_identifier({"dynamodb": {"SequenceNumber": 5}}) is None
+    assert item_identifier(b'{"dynamodb":{"SequenceNumber":5}}') is None
     assert item_identifier("x") is None
+    # what a Lambda event's Records may hold besides objects: no answer, and no crash
+    for other in ([], 1, None):
+        assert table_of(other, "fallback") == "fallback"
+        assert item_identifier(other) is None
 
 
-def test_decoded_record_is_frozen() -> None:
+def test_decoded_record_is_frozen_and_untracked_by_the_cyclic_gc() -> None:
     decoded = decode_record(make_record())
     assert isinstance(decoded, ChangeRecord)
     with pytest.raises(AttributeError):
         decoded.table_name = "other"  # type: ignore[misc]
+    assert not gc.is_tracked(decoded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -51,10 +52,12 @@ def change(**overrides: Any) -> ChangeRecord:
         "event_source": DYNAMODB_SOURCE,
         "sequence_number": "100000000000000000001",
         "change_time_us": 0,
-        "keys": {"pk": {"S": "secret-key"}},
+        "keys": b'{"pk":{"S":"secret-key"}}',
         "new_image": None,
         "old_image": None,
-        "envelope": {},
+        "envelope": b'{"eventID":"e1","dynamodb":{"Keys":null}}',
+        "item_key": b'{"pk":{"S":"secret-key"}}',
+        "keys_plain": b'{"pk":"secret-key"}',
     }
     fields.update(overrides)
     return ChangeRecord(**fields)
@@ -66,18 +69,21 @@ def test_ref_names_the_record_without_item_data() -> None:
     assert "secret-key" not in record.ref
 
 
-@pytest.mark.parametrize(
-    ("event_name", "identity", "ttl"),
-    [
-        (EventName.REMOVE, {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, True),
-        (EventName.REMOVE, {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}, True),
-        (EventName.REMOVE, {"type": "Service", "principalId": "events.amazonaws.com"}, False),
-        (EventName.REMOVE, None, False),
-        (EventName.MODIFY, {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, False),
-    ],
-)
-def test_ttl_delete(event_name: EventName, identity: dict[str, str] | None, ttl: bool) -> None:
-    assert change(event_name=event_name, user_identity=identity).is_ttl_delete is ttl
+@pytest.mark.parametrize("ttl", [True, False])
+def test_is_ttl_delete_is_the_decoded_field(ttl: bool) -> None:
+    # the decoder decides (tests/unit/test_decode.py); the record only carries the answer
+    record = change(ttl_delete=ttl, user_identity=b'{"principalId":"dynamodb.amazonaws.com"}')
+    assert record.is_ttl_delete is ttl
+    assert change().ttl_delete is False
+
+
+def test_a_record_is_frozen_json_text_without_cycles() -> None:
+    record = change()
+    with pytest.raises(AttributeError):
+        record.keys = b"{}"  # type: ignore[misc]
+    assert not gc.is_tracked(record)  # gc=False: the cyclic GC never walks a batch of them
+    assert change() == record and hash(change()) == hash(record)
+    assert change(envelope=b"{}") != record
 
 
 def test_enums_are_the_stream_spellings() -> None:

@@ -1,4 +1,5 @@
-"""The replayer's pure parts: checkpoint, lanes and slices, rate limit, batching, partial failures.
+"""The replayer's pure parts: checkpoint, lanes and slices, rate limit, batching, partial failures,
+the JSON Lines sink and the read-ahead.
 
 No server and no wall clock: the rate limiter gets a fake clock and sleep,
 the checkpoint a temporary folder.
@@ -6,22 +7,25 @@ the checkpoint a temporary folder.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.archive.reader import in_slice, key_hash
+from archiver.archive.reader import _read_ahead, in_slice, key_hash
 from replayer.checkpoint import Checkpoint, CheckpointError
+from replayer.jsonl import LineWriter
 from replayer.lanes import RateLimiter, lane_of, parse_slice, run_lanes
 from replayer.redrive import _ENVELOPE, Delivery, Record, _partial_failures, batches, payload_of
 from replayer.runner import Item
@@ -429,3 +433,66 @@ def test_a_whole_batch_failure_says_which_identifier_was_wrong() -> None:
     assert delivery == Delivery(
         0, "batchItemFailures names '999', not in the batch: whole batch failed"
     )
+
+
+# -- the JSON Lines sink and the read-ahead --------------------------------------------------------
+
+
+class ClosingPipe(io.BytesIO):
+    """A pipe whose reader goes away after ``limit`` bytes (like ``replayer events | head``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.limit:
+            raise BrokenPipeError("the reader went away")
+        return super().write(data)
+
+
+def pieces(*texts: list[str]) -> list[pa.ChunkedArray]:
+    # sliced arrays too: a piece's texts need not start at its buffers' start
+    return [pa.chunked_array([pa.array(["x", *t], pa.string()).slice(1)]) for t in texts]
+
+
+def test_line_writer_writes_every_piece_in_order() -> None:
+    out = io.BytesIO()
+    with LineWriter(out) as writer:
+        for piece in pieces(["a\n", "bb\n"], [], ["é\n"] * 3, ["{}\n"]):
+            writer.put(piece)
+    assert out.getvalue() == "a\nbb\né\né\né\n{}\n".encode()
+
+
+def test_line_writer_raises_what_writing_raised_and_never_blocks() -> None:
+    # Given an output that fails after a few bytes
+    writer = LineWriter(ClosingPipe(limit=4), depth=1)
+
+    # When many more pieces come than the writer holds; Then the error reaches the caller
+    with pytest.raises(BrokenPipeError), writer:
+        for piece in pieces(*[["abc\n"]] * 1_000):
+            writer.put(piece)
+    assert isinstance(writer.error, BrokenPipeError)
+
+
+def test_read_ahead_keeps_order_and_raises_each_error_in_its_turn() -> None:
+    made: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(5):
+            made.append(i)
+            if i == 3:
+                raise ValueError("item 3 is unreadable")
+            yield i
+
+    seen = []
+    with pytest.raises(ValueError, match="item 3"):
+        for item in _read_ahead(items()):
+            seen.append(item)
+    assert seen == [0, 1, 2]
+    # and a caller that stops early leaves at most one item made ahead
+    made.clear()
+    for item in _read_ahead(items()):
+        if item == 1:
+            break
+    assert made == [0, 1, 2]
