@@ -1,5 +1,6 @@
 # One image, two uses:
-#   - a Lambda container image for the archival sink (the default command), and
+#   - a Lambda container image for the archival sink (the default command: our runtime loop,
+#     python -m archiver.runtime, which speaks Lambda's Runtime API itself), and
 #   - the CLIs: docker run IMAGE archiver ingest ... / docker run IMAGE replayer events ...
 # Build: docker build -t dynamodb-stream-archive .
 
@@ -9,9 +10,8 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY archiver ./archiver
 COPY replayer ./replayer
-# awslambdaric ships a manylinux wheel: no compiler needed.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-compile -c constraints.txt . "awslambdaric==4.2.2" \
+    && /opt/venv/bin/pip install --no-compile -c constraints.txt . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM python:3.11-slim-bookworm
@@ -24,4 +24,4 @@ COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 USER 10001
 WORKDIR /tmp
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
-CMD ["archiver.lambda_handler.handler"]
+CMD ["python", "-m", "archiver.runtime"]

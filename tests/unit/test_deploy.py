@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -192,7 +193,7 @@ def test_the_function_logs_to_a_group_with_retention(template: dict[str, Any]) -
     props = the(template, "AWS::Serverless::Function")["Properties"]
     [group_name] = resources_of(template, "AWS::Logs::LogGroup")
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": group_name}
-    assert props["LoggingConfig"]["LogFormat"] == "Text"  # EMF lines reach CloudWatch as printed
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"  # JSON log lines; EMF passes as printed
     assert template["Resources"][group_name]["Properties"]["RetentionInDays"] > 0
 
 
@@ -225,8 +226,28 @@ def test_the_stream_event_source(template: dict[str, Any]) -> None:
     assert (template["Resources"][queue]["Type"], attribute) == ("AWS::SQS::Queue", "Arn")
 
 
+def test_the_function_runs_our_runtime_through_the_exec_wrapper(template: dict[str, Any]) -> None:
+    props = the(template, "AWS::Serverless::Function")["Properties"]
+    wrapper = props["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
+    # CodeUri's package is unpacked into /var/task: the wrapper is this repository's file
+    assert wrapper == "/var/task/archiver/bootstrap"
+    script = ROOT / "archiver" / "bootstrap"
+    assert script.stat().st_mode & 0o111, "archiver/bootstrap is not executable"
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert re.search(r"^exec python3 -m archiver\.runtime$", text, re.MULTILINE)
+    assert callable(importlib.import_module("archiver.runtime").main)
+    # it ships in the package that `make build-ArchiverFunction` installs into the artifact
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "bootstrap" in package_data["package-data"]["archiver"]
+    # and the Handler stays valid, for a function deployed without the wrapper
+    assert props["Handler"] == "archiver.lambda_handler.handler"
+
+
 def test_the_function_environment_names_real_settings(template: dict[str, Any]) -> None:
-    variables = the(template, "AWS::Serverless::Function")["Properties"]["Environment"]["Variables"]
+    environment = the(template, "AWS::Serverless::Function")["Properties"]["Environment"]
+    variables = {k: v for k, v in environment["Variables"].items() if k.startswith("ARCHIVER_")}
+    assert set(environment["Variables"]) - set(variables) == {"AWS_LAMBDA_EXEC_WRAPPER"}
     assert {"ARCHIVER_ARCHIVE_URI", "ARCHIVER_SSE", "ARCHIVER_SSE_KMS_KEY_ID"} <= set(variables)
     settings = {f"ARCHIVER_{name.upper()}" for name in ArchiverSettings.model_fields}
     assert set(variables) <= settings
@@ -478,10 +499,10 @@ def test_every_path_the_dockerfile_copies_exists() -> None:
 
 def test_the_modules_and_commands_the_image_names_exist() -> None:
     steps = instructions()
+    # the default command is our runtime loop
     [cmd] = [args for word, args in steps if word == "CMD"]
-    [handler_path] = re.findall(r'"([\w.]+)"', cmd)
-    module, _, name = handler_path.rpartition(".")
-    assert callable(getattr(importlib.import_module(module), name))
+    assert json.loads(cmd) == ["python", "-m", "archiver.runtime"]
+    assert callable(importlib.import_module("archiver.runtime").main)
     [entrypoint] = [args for word, args in steps if word == "ENTRYPOINT"]
     script = re.findall(r'"([^"]+)"', entrypoint)[0]
     copied = [args for word, args in steps if word == "COPY" and args.split()[-1] == script]
@@ -489,8 +510,11 @@ def test_the_modules_and_commands_the_image_names_exist() -> None:
     assert (ROOT / source).stat().st_mode & 0o111, f"{source} is not executable"
     # the entry point dispatches these commands; each is a console script of the package
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    dispatched = re.findall(r"^\s*([\w|]+)\)", (ROOT / source).read_text(), re.MULTILINE)
+    text = (ROOT / source).read_text()
+    dispatched = re.findall(r"^\s*([\w|]+)\)", text, re.MULTILINE)
     assert dispatched and set(dispatched[0].split("|")) == {"archiver", "replayer"}
+    # and anything else (the CMD, or a handler name as the function's Command) runs the loop
+    assert re.search(r"^\s*\*\)\s*\n\s*exec python -m archiver\.runtime$", text, re.MULTILINE)
     for command in ("archiver", "replayer"):
         module, _, function = scripts[command].partition(":")
         assert callable(getattr(importlib.import_module(module), function))
@@ -521,4 +545,5 @@ def test_the_image_is_multi_stage_slim_and_not_root() -> None:
     # no compilers or package installs in the final image
     runs = " ".join(args for word, args in final if word == "RUN")
     assert not re.search(r"apt-get install|pip install|gcc|build-essential", runs)
-    assert re.search(r"awslambdaric==[\d.]+", DOCKERFILE.read_text())
+    # our runtime loop replaces AWS's runtime interface client
+    assert "awslambdaric" not in DOCKERFILE.read_text()
