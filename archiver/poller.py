@@ -3,9 +3,11 @@
 Reads every shard of one stream with GetRecords, the way the Kinesis Client
 Library does for DynamoDB: shards are discovered continuously, a child shard
 is read only once its parent is finished, closed shards are drained and
-retired. Records are buffered and flushed (decode, batch per partition,
-Parquet, store.put) when the buffer reaches ``flush_bytes`` or
-``flush_records`` or its oldest record is ``flush_interval`` seconds old.
+retired. Each page's records are decoded as they arrive, from the JSON text
+GetRecords returned, into the archive's columns (images stay that text), and
+buffered; the buffer is flushed (batch per partition, Parquet, store.put) when
+it reaches ``flush_bytes`` (of record text) or ``flush_records`` or its oldest
+record is ``flush_interval`` seconds old.
 Only after a flush is durable are the shards' positions checkpointed, so a
 crash re-reads at most the unflushed tail, into files the reader dedupes.
 
@@ -28,8 +30,17 @@ import orjson
 
 from archiver.archive.errors import StoreError
 from archiver.archive.store import ArchiveStore
-from archiver.streams import Page, Shard, StreamBusy, StreamEvent, StreamSource, ready_shards
-from archiver.write import ArchiveOptions, ArchiveReport, archive_records
+from archiver.streams import (
+    Page,
+    Shard,
+    StreamBusy,
+    StreamEvent,
+    StreamSource,
+    first_sequence,
+    last_position,
+    ready_shards,
+)
+from archiver.write import ArchiveOptions, ArchiveReport, Decoded, write_decoded
 
 __all__ = ["FlushPolicy", "Poller", "ShardCheckpoints", "checkpoint_key"]
 
@@ -48,7 +59,7 @@ def checkpoint_key(stream_arn: str) -> str:
 
 @dataclass
 class ShardCheckpoints:
-    """Per (stream ARN, shard id): the last archived sequence number and whether the shard is done."""
+    """Per (stream ARN, shard id): the last archived sequence number, and whether it is done."""
 
     store: ArchiveStore
     key: str
@@ -145,10 +156,10 @@ class Poller:
         self.status_interval = status_interval
         self.on_flush = on_flush
         self.shards: dict[str, _ShardState] = {}
-        # Records are buffered as JSON text: a parsed record costs about 20 times its size in
-        # Python objects and makes every garbage collection walk the whole buffer.
-        self.buffer: list[str] = []
-        self.buffer_shards: list[str] = []
+        # Records are buffered decoded from the JSON text GetRecords returned, their images
+        # still that text: a record costs about its size (a parsed one, some 20 times that),
+        # the page it came from is freed at once, and the cyclic GC does not track them.
+        self.buffer = Decoded()
         self.buffer_bytes = 0
         self.buffer_since: float | None = None
         self.pending_finished: set[str] = set()
@@ -284,12 +295,17 @@ class Poller:
             if page.records:
                 got = True
                 if state.open_gap is not None:
-                    state.open_gap["resumed_at_sequence"] = page.records[0]["dynamodb"][
-                        "SequenceNumber"
-                    ]
+                    state.open_gap["resumed_at_sequence"] = first_sequence(page.records)
                     state.open_gap = None
                 self._buffer(shard_id, page.records)
-                state.read_through = page.records[-1]["dynamodb"]["SequenceNumber"]
+                # The page's last record that has a position (a bad one is dead-lettered).
+                sequence, change = last_position(page.records)
+                if sequence is not None:
+                    state.read_through = sequence
+                if change is not None:
+                    self.newest_change[shard_id] = max(
+                        self.newest_change.get(shard_id, 0.0), change
+                    )
             state.iterator = page.next_iterator
             if page.next_iterator is None:
                 del self.shards[shard_id]
@@ -315,26 +331,20 @@ class Poller:
 
     # -- buffering -----------------------------------------------------------------------
 
-    def _buffer(self, shard_id: str, records: list[dict[str, Any]]) -> None:
+    def _buffer(self, shard_id: str, records: list[bytes]) -> None:
         if self.buffer_since is None:
             self.buffer_since = self.clock()
-        for record in records:
-            text = orjson.dumps(record).decode()
-            self.buffer.append(text)
-            self.buffer_shards.append(shard_id)
-            self.buffer_bytes += len(text)
-            stamp = record["dynamodb"].get("ApproximateCreationDateTime")
-            if isinstance(stamp, int | float):
-                self.newest_change[shard_id] = max(
-                    self.newest_change.get(shard_id, 0.0), float(stamp)
-                )
+        self.buffer.add(
+            records, self.options, [shard_id] * len(records), stream_arn=self.source.stream_arn
+        )
+        self.buffer_bytes += sum(map(len, records))
 
     def should_flush(self) -> bool:
-        if not self.buffer:
+        if not self.buffer.count:
             return bool(self.pending_finished)
         policy = self.policy
         return (
-            len(self.buffer) >= policy.max_records
+            self.buffer.count >= policy.max_records
             or self.buffer_bytes >= policy.max_bytes
             or (
                 self.buffer_since is not None and self.clock() - self.buffer_since >= policy.max_age
@@ -345,27 +355,24 @@ class Poller:
         """Write the buffer, then checkpoint what it covered. A failed write keeps the buffer."""
         positions = {sid: s.read_through for sid, s in self.shards.items() if s.read_through}
         finished = set(self.pending_finished)
-        if self.buffer:
+        count = self.buffer.count
+        if count:
             started = self.clock()
-            options = ArchiveOptions(
-                self.options.promoted, self.options.plain_images, self.options.default_table
-            )
-            records = [orjson.loads(text) for text in self.buffer]
-            report = archive_records(records, self.store, options, shard_ids=self.buffer_shards)
-            del records
+            report = write_decoded(self.buffer, self.store, self.options)
             if report.failed_positions:
                 log.error(
                     "flush failed; keeping %d records buffered: %s",
-                    len(self.buffer),
+                    count,
                     "; ".join(report.errors[:3]),
                 )
                 return
             elapsed = self.clock() - started
-            self.archived += len(self.buffer)
+            self.archived += count
             log.info(
                 "flushed",
                 extra={
-                    "records": len(self.buffer),
+                    "records": count,
+                    "buffered_bytes": self.buffer_bytes,
                     "files": len(report.files),
                     "bytes": report.bytes_written,
                     "dead_lettered": report.dead_lettered,
@@ -374,7 +381,7 @@ class Poller:
             )
             if self.on_flush is not None:
                 self.on_flush(report, elapsed)
-        if not self.buffer and not finished:
+        if not count and not finished:
             return
         self.checkpoints.positions.update(positions)
         self.checkpoints.finished |= finished
@@ -387,7 +394,7 @@ class Poller:
                 "checkpoint write failed (the data is archived; a restart re-reads it): %s", err
             )
         self.pending_finished -= finished
-        self.buffer, self.buffer_shards, self.buffer_bytes, self.buffer_since = [], [], 0, None
+        self.buffer, self.buffer_bytes, self.buffer_since = Decoded(), 0, None
 
     def status(self) -> None:
         now = self.clock()
@@ -400,7 +407,7 @@ class Poller:
             extra={
                 "records_per_s": round(rate, 1),
                 "shards": len(self.shards),
-                "buffered": len(self.buffer),
+                "buffered": self.buffer.count,
                 "lag_s": lag,
             },
         )

@@ -4,10 +4,16 @@ Builds the clients, resolves the stream (by ARN or by table), loads the shard
 checkpoint, and runs :class:`archiver.poller.Poller` with one EMF metrics line
 per flush. Logs are JSON lines when stderr is not a terminal (containers),
 readable text otherwise.
+
+Once everything is set up, the objects made so far (modules, botocore's
+service models, the clients) are frozen out of the cyclic garbage collector's
+sight: they live as long as the process, and every full collection would walk
+them again.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -19,7 +25,7 @@ from archiver.settings import ArchiverSettings
 from archiver.streams import StreamGone, StreamSource
 from archiver.write import ArchiveOptions, ArchiveReport
 
-__all__ = ["ServiceError", "run_service"]
+__all__ = ["ServiceError", "run_service", "streams_client"]
 
 log = logging.getLogger("archiver.run")
 
@@ -45,6 +51,15 @@ def _stream_arn(settings: ArchiverSettings) -> str:
             "such as NEW_AND_OLD_IMAGES"
         )
     return str(arn)
+
+
+def streams_client() -> Any:
+    """A ``dynamodbstreams`` client as the service uses it: the SDK's credentials, region and
+    endpoint, standard retries with as many attempts as ``AWS_MAX_ATTEMPTS`` or the profile say."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("dynamodbstreams", config=Config(retries={"mode": "standard"}))
 
 
 def _checkpoint_location(
@@ -86,10 +101,7 @@ def run_service(
     except ValueError as err:  # another stream's checkpoint, or not JSON
         raise ServiceError(f"cannot use checkpoint {checkpoint_store.uri}/{key}: {err}") from err
     if client is None:
-        import boto3
-        from botocore.config import Config
-
-        client = boto3.client("dynamodbstreams", config=Config(retries={"mode": "standard"}))
+        client = streams_client()
 
     def metrics(report: ArchiveReport, seconds: float) -> None:
         if settings.metrics:
@@ -107,7 +119,9 @@ def run_service(
         StreamSource(client, stream_arn),
         store,
         checkpoints,
-        ArchiveOptions(settings.promoted, settings.plain_images, settings.default_table),
+        ArchiveOptions(
+            settings.promoted, settings.plain_images, settings.default_table, settings.full_check
+        ),
         FlushPolicy(settings.flush_bytes, settings.flush_records, settings.flush_interval),
         poll_interval=poll_interval,
         on_flush=metrics,
@@ -121,16 +135,19 @@ def run_service(
             "checkpoint": f"{checkpoint_store.uri}/{key}",
         },
     )
+    # No gc.collect() first: set-up leaves no garbage cycles (a collection here frees nothing,
+    # measured) and would cost ~45 ms walking the ~77,000 objects frozen now.
+    gc.freeze()
     try:
         poller.run()
     except StreamGone as err:
         log.error("%s", err)
         return 1
-    if poller.buffer:  # the last flush failed: nothing of it is checkpointed
+    if poller.buffer.count:  # the last flush failed: nothing of it is checkpointed
         log.error(
             "stopped with %d records read but not archived; they are not checkpointed and "
             "will be read again on restart",
-            len(poller.buffer),
+            poller.buffer.count,
         )
         return 1
     log.info("stopped", extra={"archived": poller.archived})

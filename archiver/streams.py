@@ -1,38 +1,56 @@
 """The DynamoDB Streams API, as the poller needs it: shards, iterators, pages of records.
 
-``StreamSource`` wraps a boto3 ``dynamodbstreams`` client (or anything with
-the same three methods, such as the tests' scripted fake) and turns its
-answers and errors into plain values: a page of records in the Lambda event
-shape, or a ``StreamEvent`` saying the iterator expired, data was trimmed,
-the stream was throttled or is gone. ``to_lambda_record`` converts a record
-as boto3 returns it (datetimes, bytes) to the shape Lambda delivers.
+``StreamSource`` wraps a boto3 ``dynamodbstreams`` client and turns its
+answers and errors into plain values: a page of records, or a ``StreamEvent``
+saying the iterator expired, data was trimmed, the stream was throttled or is
+gone. DescribeStream and GetShardIterator go through boto3 as usual (they are
+rare). GetRecords is read as bytes: botocore signs and sends the call and
+applies its retry rules, and :func:`get_records_reader` hands over the body of
+a successful response unparsed, so a page's records are the raw JSON text of
+each record (:func:`archiver.split.split_page`), exactly as DynamoDB sent it.
+The tests' scripted streams give ``StreamSource`` a ``read_page`` serving such
+bodies.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+
+from archiver.jsontext import JsonTextError, decode_members
+from archiver.split import EventShapeError, split_page
 
 __all__ = [
     "Page",
+    "ReadPage",
     "Shard",
     "StreamBusy",
     "StreamEvent",
     "StreamGone",
     "StreamSource",
-    "to_lambda_record",
+    "first_sequence",
+    "get_records_reader",
+    "last_position",
+    "ready_shards",
 ]
+
+log = logging.getLogger(__name__)
+
+ReadPage = Callable[[str, int], bytes]
+"""One GetRecords call: (shard iterator, limit) in, the response body out; SDK errors raised."""
 
 
 class StreamEvent(StrEnum):
     EXPIRED = "expired"  # the shard iterator is older than 15 minutes
     TRIMMED = "trimmed"  # the position is older than the stream's 24-hour retention
     THROTTLED = "throttled"  # LimitExceededException and friends: back off and try again
-    UNAVAILABLE = "unavailable"  # a 5xx or network error: back off and try again
+    UNAVAILABLE = "unavailable"  # a 5xx, a network error or a garbled page: back off, try again
 
 
 class StreamGone(Exception):
@@ -57,7 +75,7 @@ class Shard:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    records: list[dict[str, Any]]
+    records: list[bytes]  # each record's JSON text, as GetRecords returned it
     next_iterator: str | None  # None: the shard is closed and fully read
     event: StreamEvent | None = None
     detail: str = ""
@@ -71,41 +89,131 @@ _THROTTLED = {
 }
 _UNAVAILABLE = {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
 
+# -- GetRecords as bytes through botocore -------------------------------------------------------
 
-def _convert(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {k: _convert(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_convert(v) for v in value]
-    if isinstance(value, set):
-        return [_convert(v) for v in value]
-    return value
+# The member of botocore's parsed result that carries the body: botocore merges the
+# ``customized_response_dict`` a before-parse handler fills into what the call returns.
+_BODY = "ArchiverRawBody"
 
 
-def to_lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A GetRecords record (as boto3 parses it) in the shape Lambda delivers, with eventSourceARN."""
-    out = dict(record)
-    ddb = dict(record.get("dynamodb") or {})
-    stamp = ddb.get("ApproximateCreationDateTime")
-    if isinstance(stamp, datetime):
-        seconds = stamp.timestamp()
-        ddb["ApproximateCreationDateTime"] = int(seconds) if seconds == int(seconds) else seconds
-    for name in ("Keys", "NewImage", "OldImage"):
-        if name in ddb:
-            ddb[name] = _convert(ddb[name])
-    out["dynamodb"] = ddb
-    out.setdefault("eventSourceARN", stream_arn)
-    return out
+class _RawGetRecords:
+    """GetRecords on one botocore client, the body of a 2xx response handed over unparsed.
+
+    botocore emits ``before-parse.<service>.GetRecords`` after every HTTP
+    attempt, before it parses the body. For a 2xx answer (and only while this
+    reader's call runs on this thread) the handler moves the body into the
+    call's own result and leaves botocore ``{}`` to parse. Everything else is
+    botocore's as usual: signing with the SDK's credentials, region and
+    endpoint, and for a non-2xx answer the error parsing, the retry decisions
+    (they look at the status code and the parsed error code) and the
+    ``ClientError`` raised once retries are spent.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._active = threading.local()
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-parse.{service}.GetRecords", self._before_parse)
+
+    def _before_parse(
+        self, response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    ) -> None:
+        if not getattr(self._active, "on", False):
+            return  # another caller's get_records on this client: botocore parses it
+        if 200 <= response_dict.get("status_code", 0) < 300:
+            customized_response_dict[_BODY] = response_dict["body"]
+            response_dict["body"] = b"{}"
+
+    def __call__(self, iterator: str, limit: int) -> bytes:
+        self._active.on = True
+        try:
+            response = self._client.get_records(ShardIterator=iterator, Limit=limit)
+        finally:
+            self._active.on = False
+        body = response.get(_BODY)
+        if not isinstance(body, bytes):
+            raise EventShapeError("GetRecords: the response body was not handed over")
+        return body
+
+
+def get_records_reader(client: Any) -> ReadPage:
+    """GetRecords through ``client`` (a boto3 ``dynamodbstreams`` client), returning raw bodies.
+
+    The client's other calls, and ``get_records`` called directly, are parsed
+    by botocore as before.
+    """
+    return _RawGetRecords(client)
+
+
+# -- positions in a page ---------------------------------------------------------------------
+
+
+class _Position(msgspec.Struct):
+    SequenceNumber: Annotated[str, msgspec.Meta(pattern="^[0-9]{1,40}$")]
+    ApproximateCreationDateTime: float | None = None
+
+
+class _Positioned(msgspec.Struct):
+    dynamodb: _Position
+
+
+_POSITION = msgspec.json.Decoder(_Positioned)
+
+
+def _position(record: bytes) -> _Position | None:
+    try:
+        return _POSITION.decode(record).dynamodb
+    except msgspec.DecodeError:  # dead-lettered by the flush; its neighbours say where we are
+        return None
+
+
+def last_position(records: list[bytes]) -> tuple[str | None, float | None]:
+    """The sequence number and change time (epoch seconds) of the last record that has them."""
+    for record in reversed(records):
+        found = _position(record)
+        if found is not None:
+            return found.SequenceNumber, found.ApproximateCreationDateTime
+    return None, None
+
+
+def first_sequence(records: list[bytes]) -> str | None:
+    """The sequence number of the first record that has one."""
+    for record in records:
+        found = _position(record)
+        if found is not None:
+            return found.SequenceNumber
+    return None
+
+
+def _check_end_of_shard(body: bytes) -> None:
+    """EventShapeError unless ``body`` is a GetRecords response (it says the shard has ended)."""
+    # split_page reads an object without "Records" as an empty page without a next iterator,
+    # which would retire the shard: make sure the answer is one before believing it.
+    try:
+        members = decode_members(body)
+    except JsonTextError:
+        return  # split_page found the records by scanning: the member is there
+    if "Records" not in members:
+        raise EventShapeError(
+            f"expected a GetRecords response, got an object with keys {sorted(members)[:10]}"
+        )
+
+
+# -- the source -------------------------------------------------------------------------------
 
 
 class StreamSource:
-    """Reads one stream through a ``dynamodbstreams`` client."""
+    """Reads one stream through a ``dynamodbstreams`` client.
 
-    def __init__(self, client: Any, stream_arn: str) -> None:
+    ``read_page`` makes the GetRecords calls; by default
+    :func:`get_records_reader` over ``client``, which must then be a botocore
+    client of its own (one per poller).
+    """
+
+    def __init__(self, client: Any, stream_arn: str, read_page: ReadPage | None = None) -> None:
         self.client = client
         self.stream_arn = stream_arn
+        self.read_page = read_page if read_page is not None else get_records_reader(client)
 
     def _code(self, err: Exception) -> str:
         response = getattr(err, "response", None) or {}
@@ -174,7 +282,15 @@ class StreamSource:
     def read(self, iterator: str, limit: int = 1000) -> Page:
         """One GetRecords call, its errors turned into a Page with an event."""
         try:
-            response = self.client.get_records(ShardIterator=iterator, Limit=limit)
+            body = self.read_page(iterator, limit)
+            records, next_iterator = split_page(body)
+            if next_iterator is None and not records:
+                _check_end_of_shard(body)
+        except EventShapeError as err:
+            # A 2xx answer that is not a GetRecords response: a fault on the way (a proxy, a
+            # cut-off body), not data. Read the same iterator again after a pause.
+            log.warning("GetRecords on %s: %s; backing off", self.stream_arn, err)
+            return Page([], iterator, StreamEvent.UNAVAILABLE, str(err))
         except Exception as err:
             code = self._code(err)
             if code in ("ExpiredIteratorException", "ValidationException"):
@@ -190,8 +306,7 @@ class StreamSource:
             if code in _UNAVAILABLE or type(err).__module__.startswith(("botocore", "urllib3")):
                 return Page([], iterator, StreamEvent.UNAVAILABLE, f"{code}: {err}")
             raise
-        records = [to_lambda_record(r, self.stream_arn) for r in response.get("Records", [])]
-        return Page(records, response.get("NextShardIterator"))
+        return Page(records, next_iterator)
 
 
 def ready_shards(shards: list[Shard], finished: set[str]) -> Iterator[Shard]:

@@ -1,4 +1,6 @@
-"""Integration fixtures: moto's server for the AWS APIs no real local server offers (Glue)."""
+"""Integration fixtures: moto's server for the AWS APIs no real local server offers (Glue);
+tables with streams on DynamoDB Local and the history their stream holds; a proxy in front of
+DynamoDB Local's Streams API that records what it hands out and fails calls on demand."""
 
 from __future__ import annotations
 
@@ -46,6 +48,12 @@ class StreamTables:
         self.local = local
         self.client = local.client()
         self.streams = local.client("dynamodbstreams")
+        # The body of each GetRecords answer, as DynamoDB Local sent it (botocore parses it too).
+        self.bodies: list[bytes] = []
+        self.streams.meta.events.register(
+            "before-parse.dynamodb-streams.GetRecords",
+            lambda response_dict, **_: self.bodies.append(response_dict["body"]),
+        )
 
     def create(self, *, stream: bool = True) -> tuple[str, str]:
         """A table keyed by (pk S, sk N) with a NEW_AND_OLD_IMAGES stream: (name, stream ARN)."""
@@ -125,9 +133,16 @@ class StreamTables:
         }
 
     def history(self, stream_arn: str) -> list[dict[str, Any]]:
-        """Every record the stream holds, parents' shards first, in the Lambda event shape."""
-        from archiver.streams import to_lambda_record
+        """Every record the stream holds, parents' shards first, in the Lambda event shape: the
+        JSON GetRecords returned, with the ``eventSourceARN`` Lambda adds."""
+        return [
+            {**record, "eventSourceARN": stream_arn}
+            for body in self.pages(stream_arn)
+            for record in orjson.loads(body)["Records"]
+        ]
 
+    def pages(self, stream_arn: str) -> list[bytes]:
+        """The body of every GetRecords answer that reads the whole stream, parents first."""
         shards: list[dict[str, Any]] = []
         start: dict[str, str] = {}
         while True:
@@ -140,7 +155,7 @@ class StreamTables:
             start = {"ExclusiveStartShardId": description["LastEvaluatedShardId"]}
         listed = {s["ShardId"] for s in shards}
         done: set[str] = set()
-        records: list[dict[str, Any]] = []
+        pages: list[bytes] = []
         while len(done) < len(shards):
             for shard in shards:
                 parent = shard.get("ParentShardId")
@@ -151,10 +166,10 @@ class StreamTables:
                 ).get("ShardIterator")
                 while iterator:
                     page = self.streams.get_records(ShardIterator=iterator)
-                    records += [to_lambda_record(r, stream_arn) for r in page["Records"]]
+                    pages.append(self.bodies[-1])
                     iterator = page.get("NextShardIterator") if page["Records"] else None
                 done.add(shard["ShardId"])
-        return records
+        return pages
 
     def scan(self, table: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -175,17 +190,31 @@ def stream_tables(dynamodb_tables: Any, dynamodb_local: Any) -> StreamTables:
 
 class StreamsProxy:
     """A forwarding HTTP proxy in front of DynamoDB Local that notes every sequence number that
-    GetRecords hands out, so a test knows what a poller in another process has read."""
+    GetRecords hands out, so a test knows what a poller in another process has read. It counts
+    GetRecords requests (with the iterator each asked for and the status answered) and answers
+    the next ones with scripted failures instead of forwarding them (``fail_get_records``)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.delivered: list[str] = []
+        self.get_records: list[tuple[str, int]] = []  # (ShardIterator asked for, status answered)
+        self.failures: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                reading = self.headers.get("X-Amz-Target", "").endswith(".GetRecords")
+                iterator = str(orjson.loads(body).get("ShardIterator")) if reading else ""
+                if reading:
+                    with proxy._lock:
+                        failure = proxy.failures.pop(0) if proxy.failures else None
+                        if failure is not None:
+                            proxy.get_records.append((iterator, failure[0]))
+                    if failure is not None:
+                        self._answer(failure[0], failure[1], {})
+                        return
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -199,17 +228,23 @@ class StreamsProxy:
                         status, payload, reply = response.status, response.read(), response.headers
                 except urllib.error.HTTPError as err:
                     status, payload, reply = err.code, err.read(), err.headers
-                if status == 200 and self.headers.get("X-Amz-Target", "").endswith(".GetRecords"):
+                if reading:
                     sequences = [
                         r["dynamodb"]["SequenceNumber"]
-                        for r in orjson.loads(payload).get("Records", [])
+                        for r in (orjson.loads(payload).get("Records", []) if status == 200 else [])
                     ]
                     with proxy._lock:
                         proxy.delivered += sequences
+                        proxy.get_records.append((iterator, status))
+                self._answer(status, payload, reply)
+
+            def _answer(self, status: int, payload: bytes, reply: Any) -> None:
                 self.send_response(status)
                 for name in ("Content-Type", "x-amz-crc32", "x-amzn-RequestId"):
                     if reply.get(name):
                         self.send_header(name, reply[name])
+                if not reply:
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -222,6 +257,11 @@ class StreamsProxy:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def fail_get_records(self, status: int, body: bytes, times: int = 1) -> None:
+        """Answer the next ``times`` GetRecords requests with ``status`` and ``body``."""
+        with self._lock:
+            self.failures += [(status, body)] * times
 
     def has_delivered(self, sequence: str) -> bool:
         with self._lock:

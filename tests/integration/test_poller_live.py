@@ -4,8 +4,11 @@ Each test writes a history to a fresh table (puts, overwrites, updates,
 deletes, no-op writes; binary, sets, nested values, numbers DynamoDB
 normalises), lets the poller archive it, and compares the archive, read back
 with the archive's own reader, with what the table's stream holds: the
-records DynamoDB Local's GetRecords returns, in the Lambda shape
-(``to_lambda_record``). Same eventIDs, same order, same images.
+records DynamoDB Local's GetRecords returns, with the ``eventSourceARN``
+Lambda adds. Same eventIDs, same order, same images; and in the Parquet
+files, each image is the very text DynamoDB Local sent. A proxy in front of
+the Streams endpoint fails GetRecords on demand, to show botocore's retries
+and the errors that outlast them work as they always did.
 
 ``archiver run`` runs as the real console script in a subprocess. A recording
 proxy in front of the Streams endpoint tells the test what that process has
@@ -15,6 +18,7 @@ read, so no test waits on a guess.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import random
 import signal
@@ -27,14 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import msgspec
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from botocore.exceptions import ClientError
 
 from archiver.archive.reader import iter_events
+from archiver.archive.schema import Col
 from archiver.poller import FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
+from archiver.service import streams_client
 from archiver.stores import store_for
-from archiver.streams import StreamSource
+from archiver.streams import Page, StreamEvent, StreamSource
 
 ARCHIVER = Path(sys.executable).parent / "archiver"
 
@@ -196,6 +204,206 @@ def test_poller_archives_the_table_history(archive_uri: str, stream_tables: Any)
         for s in stream_tables.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
     }
     assert shard_ids_in_files(store, table) <= shards
+
+
+def run_until_checkpointed(poller: Poller, sequence: str) -> None:
+    """Run ``poller`` in a thread until its checkpoint holds ``sequence``, then stop it."""
+    thread = threading.Thread(target=poller.run, name="poller")
+    thread.start()
+    try:
+        wait_for(
+            lambda: sequence in poller.checkpoints.positions.values(), f"checkpoint of {sequence}"
+        )
+    finally:
+        poller.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+class WireImages(msgspec.Struct):
+    NewImage: msgspec.Raw = msgspec.Raw(b"")
+    OldImage: msgspec.Raw = msgspec.Raw(b"")
+
+
+class WireRecord(msgspec.Struct):
+    eventID: str
+    dynamodb: WireImages
+
+
+class WirePage(msgspec.Struct):
+    Records: list[WireRecord]
+
+
+BIG = "12345678901234567890.123456789012345678"  # 38 digits: no float holds it
+
+
+def test_the_archive_holds_each_image_as_the_text_dynamodb_local_sent(
+    local_archive: str, stream_tables: Any
+) -> None:
+    # Given a history with numbers no float holds, binary, sets, nesting and unicode
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(21), 50)
+    key = {"pk": {"S": "big"}, "sk": {"N": "1"}}
+    stream_tables.client.put_item(
+        TableName=table, Item={**key, "big": {"N": BIG}, "small": {"N": "-0.000000000000000001"}}
+    )
+    stream_tables.client.put_item(TableName=table, Item={**key, "big": {"N": f"-{BIG}"}})
+    pages = stream_tables.pages(arn)
+    served = {
+        record.eventID: (bytes(record.dynamodb.NewImage), bytes(record.dynamodb.OldImage))
+        for page in pages
+        for record in msgspec.json.decode(page, type=WirePage).Records
+    }
+    last = seq(stream_tables.history(arn)[-1])
+
+    # When the poller archives the stream
+    store = store_for(local_archive)
+    run_until_checkpointed(
+        Poller(
+            StreamSource(streams_client(), arn),
+            store,
+            ShardCheckpoints.load(store, checkpoint_key(arn), arn),
+            policy=FlushPolicy(max_age=0.2),
+            poll_interval=0.05,
+        ),
+        last,
+    )
+
+    # Then every record's images in the files are the text DynamoDB Local sent, byte for byte
+    stored: dict[str, tuple[bytes, bytes]] = {}
+    columns = [Col.EVENT_ID, Col.NEW_IMAGE, Col.OLD_IMAGE]
+    for obj in store.list(f"table_name={table}/"):
+        with store.open(obj.key) as handle:
+            for row in pq.read_table(handle, columns=columns).to_pylist():
+                new, old = (row[name] or "" for name in (Col.NEW_IMAGE, Col.OLD_IMAGE))
+                stored[row[Col.EVENT_ID]] = (new.encode(), old.encode())
+    assert stored == served
+    # and the 38-digit numbers are there digit for digit, in the new and in the old image
+    assert sum(f'{{"N":"{BIG}"}}'.encode() in new for new, _ in stored.values()) == 1
+    assert sum(f'{{"N":"{BIG}"}}'.encode() in old for _, old in stored.values()) == 1
+    assert sum(f'{{"N":"-{BIG}"}}'.encode() in new for new, _ in stored.values()) == 1
+
+
+def test_an_invalid_iterator_is_the_stream_event_it_always_was(
+    stream_tables: Any,
+) -> None:
+    # Given a source reading GetRecords as bytes, and a client botocore parses as usual
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(22), 3)
+    expected = stream_tables.history(arn)
+    client = streams_client()
+    source = StreamSource(client, arn)
+    _, shards = source.describe()
+    iterator = source.iterator(shards[0].shard_id, None)
+    assert iterator is not None
+
+    # When GetRecords gets an iterator DynamoDB Local refuses (400 ValidationException)
+    page = source.read("arn:aws:dynamodb:ddblocal:000000000000:table/nope|001|bm9wZQ==")
+
+    # Then it is the event it was when botocore parsed every page: reopen the iterator
+    assert page.event is StreamEvent.EXPIRED
+    assert page.records == [] and "ValidationException" in page.detail
+    with pytest.raises(ClientError) as raised:
+        client.get_records(
+            ShardIterator="arn:aws:dynamodb:ddblocal:000000000000:table/nope|001|bm9wZQ=="
+        )
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    # and the same client's own get_records, outside the source, is parsed by botocore as ever
+    parsed = client.get_records(ShardIterator=iterator)
+    assert [r["eventID"] for r in parsed["Records"]] == [r["eventID"] for r in expected]
+    assert "NextShardIterator" in parsed
+    # while the source reads those records as their text
+    read = source.read(iterator)
+    assert read.event is None and [orjson.loads(r)["eventID"] for r in read.records] == [
+        r["eventID"] for r in parsed["Records"]
+    ]
+
+
+RETRIED = [
+    pytest.param(
+        500,
+        b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
+        b'"message":"scripted outage"}',
+        StreamEvent.UNAVAILABLE,
+        id="500 InternalServerError",
+    ),
+    pytest.param(
+        400,
+        b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
+        b'"message":"scripted throttling"}',
+        StreamEvent.THROTTLED,
+        id="400 ThrottlingException",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "event"), RETRIED)
+def test_a_failed_get_records_is_retried_by_botocore_and_loses_nothing(
+    stream_tables: Any,
+    streams_proxy: Any,
+    local_archive: str,
+    status: int,
+    body: bytes,
+    event: StreamEvent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a poller reading through a proxy that fails the first GetRecords
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(23), 40)
+    expected = stream_tables.history(arn)
+    store = store_for(local_archive)
+    poller = Poller(
+        StreamSource(streams_client(), arn),  # AWS_ENDPOINT_URL_DYNAMODB_STREAMS: the proxy
+        store,
+        ShardCheckpoints.load(store, checkpoint_key(arn), arn),
+        policy=FlushPolicy(max_age=0.2),
+        poll_interval=0.05,
+    )
+    streams_proxy.fail_get_records(status, body)
+
+    # When it archives the stream
+    with caplog.at_level(logging.DEBUG, logger="archiver.poller"):
+        run_until_checkpointed(poller, seq(expected[-1]))
+
+    # Then botocore sent the same request again at once: the poller never saw the failure
+    (failed_iterator, first_status), (retried_iterator, second_status) = streams_proxy.get_records[
+        :2
+    ]
+    assert (first_status, second_status) == (status, 200)
+    assert retried_iterator == failed_iterator
+    assert "backing off" not in caplog.text
+    # and everything was archived, once
+    assert list(iter_events(store, table)) == expected
+
+
+@pytest.mark.parametrize(("status", "body", "event"), RETRIED)
+def test_a_get_records_failure_that_outlasts_the_retries_is_the_event_it_always_was(
+    stream_tables: Any,
+    streams_proxy: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    body: bytes,
+    event: StreamEvent,
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(24), 5)
+    expected = stream_tables.history(arn)
+    source = StreamSource(streams_client(), arn)
+    _, shards = source.describe()
+    iterator = source.iterator(shards[0].shard_id, None)
+    assert iterator is not None
+
+    # When every one of the three attempts fails
+    streams_proxy.fail_get_records(status, body, times=3)
+    page = source.read(iterator)
+
+    # Then botocore made them all, and the error is the event the poller always got for it
+    assert streams_proxy.get_records == [(iterator, status)] * 3
+    assert page == Page([], iterator, event, page.detail)
+    # and the next read, answered, has the records
+    after = source.read(iterator)
+    assert after.event is None and len(after.records) == len(expected) > 0
 
 
 # -- archiver run in a subprocess ----------------------------------------------------------

@@ -2,10 +2,11 @@
 
 No emulator produces shard rollover, iterator expiry, trimmed data or
 throttling, so ``FakeStreams`` scripts them. It answers ``describe_stream``
-(paginated with ``LastEvaluatedShardId``), ``get_shard_iterator`` and
-``get_records`` like the real service, raises botocore's ``ClientError`` with
-the real error codes, and serves records in the shape boto3 parses from
-DynamoDB Local (datetimes, bytes, numbers normalised, no ``eventSourceARN``).
+(paginated with ``LastEvaluatedShardId``) and ``get_shard_iterator`` like the
+real service, and ``read_page`` (GetRecords) with the response body as
+DynamoDB Streams sends it (records without ``eventSourceARN``, binary as
+base64, change times as epoch seconds); it raises botocore's ``ClientError``
+with the real error codes, or serves a body that is not a GetRecords response.
 Every call is logged with the fake clock's time, so tests assert the order of
 reads per shard and that nothing busy-loops. The poller runs with an injected
 clock and sleep; the archive is a local folder, read back with the archive's
@@ -14,6 +15,8 @@ own reader.
 
 from __future__ import annotations
 
+import base64
+import gc
 import itertools
 import logging
 import uuid
@@ -31,7 +34,7 @@ from archiver.archive.errors import StoreUnavailable
 from archiver.archive.reader import iter_events
 from archiver.archive.store import LocalStore, StoredObject
 from archiver.poller import CHECKPOINT_PREFIX, FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
-from archiver.streams import StreamGone, StreamSource, ready_shards, to_lambda_record
+from archiver.streams import StreamEvent, StreamGone, StreamSource, ready_shards
 from archiver.write import ArchiveReport
 
 TABLE = "orders"
@@ -98,7 +101,7 @@ class Call:
 _OPERATIONS = {
     "describe_stream": "DescribeStream",
     "get_shard_iterator": "GetShardIterator",
-    "get_records": "GetRecords",
+    "read_page": "GetRecords",
 }
 
 
@@ -126,6 +129,7 @@ class FakeStreams:
         self._tokens: dict[str, tuple[str, int]] = {}
         self._expired: set[str] = set()
         self._versions: dict[str, int] = {}
+        self.bodies: dict[str, list[bytes]] = {}
 
     # scripting
 
@@ -173,10 +177,10 @@ class FakeStreams:
                 "NewImage": self._image(keys, version + 1),
             }
             self._versions[pk] = version + 1
-        return {  # what boto3 parses from DynamoDB Local's GetRecords
+        return {  # a record of a GetRecords response, as DynamoDB Local sends it
             "awsRegion": "ddblocal",
             "dynamodb": {
-                "ApproximateCreationDateTime": when,
+                "ApproximateCreationDateTime": int(when.timestamp()),
                 "Keys": keys,
                 **images,
                 "SequenceNumber": f"{n:021d}",
@@ -195,7 +199,7 @@ class FakeStreams:
             **keys,
             "version": {"N": str(version)},
             "price": {"N": "1.5"},
-            "blob": {"B": bytes([0, version % 256, 255])},
+            "blob": {"B": base64.b64encode(bytes([0, version % 256, 255])).decode()},
             "tags": {"SS": ["a", "b"]},
             "sizes": {"NS": ["1", "2.25"]},
             "nested": {"M": {"ok": {"BOOL": True}, "none": {"NULL": True}}},
@@ -216,8 +220,12 @@ class FakeStreams:
         """The next calls of ``operation`` (on ``shard_id``) raise these error codes, in order."""
         self.faults.setdefault((operation, shard_id), []).extend(codes)
 
+    def garble(self, shard_id: str, *bodies: bytes) -> None:
+        """The next GetRecords calls on ``shard_id`` succeed with these bodies, in order."""
+        self.bodies.setdefault(shard_id, []).extend(bodies)
+
     def reads(self, shard_id: str) -> list[Call]:
-        return [c for c in self.calls if c.operation == "get_records" and c.shard_id == shard_id]
+        return [c for c in self.calls if c.operation == "read_page" and c.shard_id == shard_id]
 
     def iterator_requests(self, shard_id: str) -> list[tuple[str, str | None]]:
         return [
@@ -230,7 +238,7 @@ class FakeStreams:
         """Every record of every listed shard has been handed out."""
         served: dict[str, int] = {}
         for call in self.calls:
-            if call.operation == "get_records" and "end" in call.detail:
+            if call.operation == "read_page" and "end" in call.detail:
                 served[call.shard_id or ""] = max(
                     served.get(call.shard_id or "", 0), call.detail["end"]
                 )
@@ -241,7 +249,7 @@ class FakeStreams:
         if pending:
             raise client_error(pending.pop(0), _OPERATIONS[operation])
 
-    # the three API calls, with boto3's keyword arguments
+    # DescribeStream and GetShardIterator with boto3's keyword arguments, GetRecords as bytes
 
     def describe_stream(
         self, *, StreamArn: str, ExclusiveStartShardId: str | None = None, Limit: int | None = None
@@ -319,28 +327,31 @@ class FakeStreams:
         self._tokens[token] = (shard_id, position)
         return token
 
-    def get_records(self, *, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
-        shard_id, position = self._tokens.get(ShardIterator, ("?", -1))
-        call = Call("get_records", shard_id, self.clock.now, {"position": position})
+    def read_page(self, iterator: str, limit: int) -> bytes:
+        """GetRecords: the response body, as DynamoDB Streams sends it."""
+        shard_id, position = self._tokens.get(iterator, ("?", -1))
+        call = Call("read_page", shard_id, self.clock.now, {"position": position})
         self.calls.append(call)
-        self._raise_fault("get_records", shard_id)
+        self._raise_fault("read_page", shard_id)
+        if self.bodies.get(shard_id):
+            return self.bodies[shard_id].pop(0)
         if self.deleted:
             raise client_error("ResourceNotFoundException", "GetRecords")
         if position < 0:
             raise client_error("ValidationException", "GetRecords")
-        if ShardIterator in self._expired:
+        if iterator in self._expired:
             raise client_error("ExpiredIteratorException", "GetRecords")
         shard = self.shards[shard_id]
         if position < shard.trimmed:
             raise client_error("TrimmedDataAccessException", "GetRecords")
-        end = min(len(shard.records), position + min(Limit, self.records_per_page))
+        end = min(len(shard.records), position + min(limit, self.records_per_page))
         call.detail["end"] = end
-        response: dict[str, Any] = {"Records": [dict(r) for r in shard.records[position:end]]}
+        response: dict[str, Any] = {"Records": shard.records[position:end]}
         if not (shard.closed and end == len(shard.records)):
             response["NextShardIterator"] = self._token(shard_id, end)
         else:
             call.detail["closed"] = True
-        return response
+        return orjson.dumps(response)
 
 
 # -- a store that records, and fails on demand ----------------------------------------------
@@ -420,7 +431,7 @@ class Rig:
         }
         arguments.update(kwargs)
         self.poller = Poller(
-            StreamSource(self.fake, ARN),
+            StreamSource(self.fake, ARN, read_page=self.fake.read_page),
             self.store,
             checkpoints,
             policy=policy or FlushPolicy(),
@@ -452,7 +463,12 @@ def rig(tmp_path: Path) -> Rig:
 
 def lambda_shape(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The expected archive content: the records as Lambda would have delivered them."""
-    return [to_lambda_record(r, ARN) for r in records]
+    return [{**r, "eventSourceARN": ARN} for r in records]
+
+
+def wire(record: dict[str, Any]) -> bytes:
+    """A record's text as it stands in the fake's GetRecords body."""
+    return orjson.dumps(record)
 
 
 def seq(record: dict[str, Any]) -> str:
@@ -465,7 +481,7 @@ def event_ids(records: list[dict[str, Any]]) -> list[str]:
 
 def assert_read_after(fake: FakeStreams, parent: str, child: str) -> None:
     """Every GetRecords on ``child`` follows the call that found ``parent`` closed and drained."""
-    reads = [i for i, c in enumerate(fake.calls) if c.operation == "get_records"]
+    reads = [i for i, c in enumerate(fake.calls) if c.operation == "read_page"]
     parent_end = [
         i for i in reads if fake.calls[i].shard_id == parent and fake.calls[i].detail.get("closed")
     ]
@@ -477,21 +493,131 @@ def assert_read_after(fake: FakeStreams, parent: str, child: str) -> None:
     )
 
 
-# -- the conversion of boto3's records ----------------------------------------------------------
+# -- the bytes of GetRecords ----------------------------------------------------------------
 
 
-def test_to_lambda_record_turns_boto3_types_into_the_lambda_shape() -> None:
-    fake = FakeStreams(FakeClock())
-    record = fake.add_shard("s1", records=1)[0]
-    out = to_lambda_record(record, ARN)
-    assert out["eventSourceARN"] == ARN
-    assert out["dynamodb"]["ApproximateCreationDateTime"] == int(T0.timestamp()) + 1
-    assert out["dynamodb"]["NewImage"]["blob"] == {"B": "AAH/"}  # base64 of 00 01 ff
-    assert out["dynamodb"]["NewImage"]["price"] == {"N": "1.5"}
-    assert isinstance(
-        record["dynamodb"]["ApproximateCreationDateTime"], datetime
-    )  # input untouched
-    orjson.dumps(out)  # plain JSON now
+def test_the_buffer_holds_each_record_decoded_from_the_text_get_records_returned(
+    rig: Rig,
+) -> None:
+    fake = rig.fake
+    fake.records_per_page = 4
+    records = fake.add_shard("shard-1", records=6)
+    poller = rig.make(FlushPolicy(max_age=3600))
+
+    # When two pages are read
+    poller.discover()
+    poller.poll_once()
+    poller.poll_once()
+
+    # Then the buffer holds each record decoded, its images the text as it stood in the page,
+    # untracked by the GC, counted by the length of that text, with the shard it came from
+    buffered = poller.buffer.records
+    assert poller.buffer.count == 6 and not poller.buffer.dead
+    assert [r.new_image for r in buffered] == [
+        wire(r["dynamodb"]["NewImage"]) if "NewImage" in r["dynamodb"] else None for r in records
+    ]
+    assert not any(gc.is_tracked(record) for record in buffered)
+    assert poller.buffer_bytes == sum(len(wire(r)) for r in records)
+    assert [r.shard_id for r in buffered] == ["shard-1"] * 6
+    # and the position and the stream's lag come from the last record read
+    assert poller.shards["shard-1"].read_through == seq(records[-1])
+    assert poller.newest_change == {
+        "shard-1": records[-1]["dynamodb"]["ApproximateCreationDateTime"]
+    }
+    # The flush archives them as Lambda would have delivered them (with eventSourceARN)
+    poller.flush()
+    assert rig.archived() == lambda_shape(records)
+    assert rig.checkpoint()["positions"] == {"shard-1": seq(records[-1])}
+
+
+def test_a_last_record_without_a_usable_sequence_number_is_dead_lettered_and_not_the_position(
+    rig: Rig,
+) -> None:
+    # Given a page whose last record is broken (its sequence number is not one)
+    fake = rig.fake
+    records = fake.add_shard("shard-1", records=3)
+    broken = fake.write("shard-1", 1)[0]
+    broken["dynamodb"]["SequenceNumber"] = "not-a-sequence-number"
+    broken["dynamodb"]["ApproximateCreationDateTime"] = 4_000_000_000
+    poller = rig.make(FlushPolicy(max_age=3600))
+
+    poller.discover()
+    poller.poll_once()
+    poller.flush()
+
+    # Then the others are archived, it is dead-lettered, and the position is the last good one
+    assert rig.archived() == lambda_shape(records)
+    (letter,) = [data for key, data in rig.store.puts if key.endswith(".jsonl")]
+    assert broken["eventID"].encode() in letter
+    assert rig.checkpoint()["positions"] == {"shard-1": seq(records[-1])}
+    assert poller.newest_change == {
+        "shard-1": records[-1]["dynamodb"]["ApproximateCreationDateTime"]
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'{"message": "not what GetRecords returns"}',
+        b'{"Records": {"not": "a list"}, "NextShardIterator": "x"}',
+        b"",
+    ],
+)
+def test_a_page_that_is_not_a_get_records_response_backs_off_and_loses_nothing(
+    rig: Rig, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = rig.fake
+    records = fake.add_shard("shard-1", records=5)
+    fake.garble("shard-1", body)
+    poller = rig.make(FlushPolicy(max_age=30), poll_interval=0.1)
+
+    # When the first read answers with something that is not a GetRecords response
+    poller.discover()
+    with caplog.at_level(logging.WARNING, logger="archiver.streams"):
+        assert not poller.poll_once()
+
+    # Then it is logged, the shard rests, and the same position is read again after the pause
+    assert "GetRecords on " + ARN in caplog.text
+    assert poller.shards["shard-1"].idle_until > rig.clock.now
+    assert poller.buffer.count == 0
+    rig.stop_when_drained()
+    poller.run()
+    reads = fake.reads("shard-1")
+    assert [c.detail["position"] for c in reads[:2]] == [0, 0]
+    assert reads[1].at - reads[0].at >= 0.5
+    assert rig.archived() == lambda_shape(records)
+
+
+def test_stream_source_turns_get_records_errors_into_events() -> None:
+    clock = FakeClock()
+    fake = FakeStreams(clock)
+    fake.add_shard("shard-1", records=1)
+    source = StreamSource(fake, ARN, read_page=fake.read_page)
+    iterator = fake.get_shard_iterator(
+        StreamArn=ARN, ShardId="shard-1", ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    fake.fail(
+        "read_page",
+        "shard-1",
+        "ExpiredIteratorException",
+        "TrimmedDataAccessException",
+        "LimitExceededException",
+        "InternalServerError",
+    )
+    events = [source.read(iterator).event for _ in range(4)]
+    assert events == [
+        StreamEvent.EXPIRED,
+        StreamEvent.TRIMMED,
+        StreamEvent.THROTTLED,
+        StreamEvent.UNAVAILABLE,
+    ]
+    assert source.read("an iterator the service never gave").event is StreamEvent.EXPIRED
+    page = source.read(iterator)
+    assert page.event is None and len(page.records) == 1
+    fake.deleted = True
+    with pytest.raises(StreamGone):
+        source.read(iterator)
 
 
 # -- shard lineage --------------------------------------------------------------------------
@@ -521,7 +647,7 @@ def test_a_child_shard_is_read_only_after_its_parent_is_drained(rig: Rig) -> Non
     # Then reads follow the lineage, and the unrelated shard did not wait
     assert_read_after(fake, "shard-parent", "shard-child")
     assert_read_after(fake, "shard-child", "shard-grandchild")
-    reads = [c.shard_id for c in fake.calls if c.operation == "get_records"]
+    reads = [c.shard_id for c in fake.calls if c.operation == "read_page"]
     assert reads.index("shard-other") < reads.index("shard-child")
     # and every record is archived once, each item's changes in order
     assert sorted(event_ids(rig.archived())) == sorted(
@@ -599,7 +725,7 @@ def test_a_closed_shard_is_retired_in_the_checkpoint_only_after_its_data_is_writ
     # Then the shard is not retired, nothing is checkpointed, the buffer is kept
     assert rig.store.checkpoint_puts() == []
     assert "shard-a" not in poller.checkpoints.finished
-    assert len(poller.buffer) == 3
+    assert poller.buffer.count == 3
 
     # and once the store is back, data first, then the checkpoint retiring the shard
     rig.store.failing = lambda key: False
@@ -704,7 +830,7 @@ def test_an_expired_iterator_after_a_restart_reopens_after_the_checkpoint(rig: R
     records = fake.add_shard("shard-1", records=6)
     after = seq(records[2])
     ShardCheckpoints(rig.store, checkpoint_key(ARN), ARN, positions={"shard-1": after}).save()
-    fake.fail("get_records", "shard-1", "ExpiredIteratorException")
+    fake.fail("read_page", "shard-1", "ExpiredIteratorException")
     poller = rig.make(FlushPolicy(max_age=5))
     rig.stop_when_drained()
 
@@ -738,6 +864,7 @@ def test_trimmed_data_is_reported_as_a_gap_and_reading_resumes_at_trim_horizon(
     # recorded in the checkpoint for verify, and reading went on from the oldest record left
     gaps = rig.checkpoint()["gaps"]
     assert [(g["shard"], g["after_sequence"]) for g in gaps] == [("shard-1", last_read)]
+    assert gaps[0]["resumed_at_sequence"] == seq(records[6])
     assert fake.iterator_requests("shard-1") == [("TRIM_HORIZON", None), ("TRIM_HORIZON", None)]
     assert rig.archived() == lambda_shape(records[:3] + records[6:])
 
@@ -779,7 +906,7 @@ def test_a_trimmed_checkpoint_position_on_restart_is_a_reported_gap(
 def test_throttling_backs_off_then_continues_with_nothing_lost(rig: Rig, codes: list[str]) -> None:
     fake = rig.fake
     records = fake.add_shard("shard-1", records=5)
-    fake.fail("get_records", "shard-1", *codes)
+    fake.fail("read_page", "shard-1", *codes)
     poller = rig.make(FlushPolicy(max_age=30), poll_interval=0.1)  # pauses are the backoff's
 
     # When the first read is throttled, the shard rests: polling again at once calls nothing
@@ -838,8 +965,8 @@ def test_flushes_on_byte_size(rig: Rig) -> None:
     fake = rig.fake
     fake.records_per_page = 3
     records = fake.add_shard("shard-1", records=8)
-    # each record counts the length of its JSON: the second page passes four records' worth
-    four = sum(len(orjson.dumps(r)) for r in lambda_shape(records)[:4])
+    # each record counts the length of its text in the page: the second page passes four records'
+    four = sum(len(wire(r)) for r in records[:4])
     poller = rig.make(FlushPolicy(max_bytes=four, max_records=1000, max_age=3600))
     rig.stop_when_drained()
 
@@ -888,7 +1015,11 @@ def test_a_failed_write_keeps_the_buffer_and_does_not_advance_the_checkpoint(
 
     # Given more records in the buffer, spanning two hours, and a store that fails the second hour
     later = fake.write("shard-1", 4, start=T0 + timedelta(minutes=59, seconds=55))
-    assert len({r["dynamodb"]["ApproximateCreationDateTime"].hour for r in later}) == 2
+    hours = {
+        datetime.fromtimestamp(r["dynamodb"]["ApproximateCreationDateTime"], UTC).hour
+        for r in later
+    }
+    assert len(hours) == 2
     rig.store.failing = lambda key: "/hour=11/" in key
     poller.poll_once()
     puts_before = len(rig.store.puts)
@@ -897,7 +1028,7 @@ def test_a_failed_write_keeps_the_buffer_and_does_not_advance_the_checkpoint(
 
     # Then the buffer is kept and neither the saved nor the in-memory checkpoint moves
     assert "flush failed" in caplog.text
-    assert len(poller.buffer) == 4
+    assert poller.buffer.count == 4
     (written_hour_10,) = rig.store.puts[puts_before:]
     assert "/hour=10/" in written_hour_10[0]
     assert rig.checkpoint()["positions"] == {"shard-1": seq(first[-1])}
@@ -909,7 +1040,7 @@ def test_a_failed_write_keeps_the_buffer_and_does_not_advance_the_checkpoint(
     retry = rig.store.puts[puts_before + 1 :]
     assert written_hour_10 in retry
     assert [key.startswith(CHECKPOINT_PREFIX) for key, _ in retry] == [False, False, True]
-    assert poller.buffer == []
+    assert poller.buffer.count == 0
     assert rig.checkpoint()["positions"] == {"shard-1": seq(later[-1])}
     assert rig.archived() == lambda_shape(first + later)
 
