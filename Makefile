@@ -32,6 +32,7 @@ test: venv servers
 
 bench: venv servers
 	$(BIN)/python bench/archiver.py
+	$(BIN)/python -m bench.runtime
 	$(BIN)/python bench/replayer.py
 	$(BIN)/python bench/poller.py
 

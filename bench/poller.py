@@ -1,4 +1,4 @@
-"""Benchmark of the poller (``archiver run``) from DynamoDB Local, the Lambda sink and compaction.
+"""Benchmark of ``archiver run`` from DynamoDB Local against a raw read of the same stream.
 
 Run from the repository root::
 
@@ -7,27 +7,36 @@ Run from the repository root::
 
 One run starts AWS's DynamoDB Local, creates a table with a NEW_AND_OLD_IMAGES
 stream and writes ``--changes`` changes (INSERT/MODIFY/REMOVE of ~500 B items,
-with ``batch_write_item`` and ``update_item``) to ``--items`` items. Then, each
-in a fresh subprocess so peak RSS (VmHWM) is the variant's own:
+with ``batch_write_item`` and ``update_item``) to ``--items`` items. Then each
+of these runs in a fresh process, measured from outside: CPU seconds are the
+child's user + system time from ``wait4`` (start-up included), peak RSS its
+VmHWM.
 
-- ``lambda``: the stream's records, read once and converted with
-  ``to_lambda_record``, through ``archiver.lambda_handler.handler`` at batch
-  size 100 into a local folder. Files written and their mean size. (Its read of
-  the stream also warms DynamoDB Local's JVM for the poller.)
-- ``poller``: an in-process ``archiver.poller.Poller`` over
-  ``StreamSource(DynamoDB Local's dynamodbstreams client)`` archives the whole
-  stream into another folder with ``FlushPolicy(64 MiB, 100k records, 300 s)``
-  and stops once caught up (two empty GetRecords rounds), flushing on the way
-  out. Records/s, and the time split between GetRecords (client CPU and
-  waiting on DynamoDB Local), the record conversion, the flush (archiving) and
-  Python's cyclic garbage collector; the RSS the buffer holds before the flush.
+- ``raw``: the least any reader of the stream does. A fresh Python that
+  creates a boto3 ``dynamodbstreams`` client, signs and sends GetRecords
+  through botocore (standard retries), takes each response body before
+  botocore parses it (``before-parse``) and ``orjson.loads`` it into Python
+  objects, nothing else, until it has read every change.
+- ``poller``: the real ``archiver run`` console script, with
+  ``--flush-records`` set to the number of changes (and ``--flush-bytes``
+  1 GiB), so that it reads the whole stream into its buffer and then flushes
+  once; stopped with SIGTERM once its checkpoint is written. The ``flushed``
+  log line says how many bytes it buffered and how long the flush took.
+- ``profile``: ``archiver run`` once more, under cProfile with a CPU clock,
+  start-up included, grouped by stage: where the poller's time goes.
+- ``lambda``: the stream's records (read raw, with ``eventSourceARN``, as
+  Lambda delivers them) through ``archiver.lambda_handler.handler`` at batch
+  size 100 into a local folder; its read of the stream also warms DynamoDB
+  Local's JVM before the poller and the raw read are measured.
 - ``compact``: ``archiver.compact.compact`` over a copy of the Lambda-written
   archive, default target: MB/s of input, files before and after.
 
-The parent then checks that ``iter_events`` replays the compacted archive
-exactly as the Lambda-written one, and both as the poller's, and that every
-item's change sequence matches what was written. Results go to
-``bench/results/poller.json``.
+``raw`` and ``poller`` alternate, ``--repeat`` times each. The targets: the
+poller uses no more CPU than the raw read (ratio raw / poller >= 1.0), and its
+peak RSS is at most 3 times the bytes it buffers. The parent then checks that
+``iter_events`` replays the poller's archive exactly as the Lambda-written
+one, the compacted one likewise, and every item's change sequence as written.
+Results go to ``bench/results/poller.json``.
 """
 
 from __future__ import annotations
@@ -37,8 +46,9 @@ import base64
 import gc
 import json
 import os
-import resource
+import pstats
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,23 +68,95 @@ sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
 from devkit import measure  # noqa: E402 - needs ROOT on sys.path
-from devkit.measure import peak_rss_mb, proc_status_mb  # noqa: E402
+from devkit.measure import peak_rss_mb  # noqa: E402
 from devkit.traffic import orders_table  # noqa: E402
 
 RESULTS = HERE / "results" / "poller.json"
+BIN = Path(sys.executable).parent
 TABLE = "orders"
 LAMBDA_BATCH = 100  # Lambda's default BatchSize
-FLUSH_RECORDS = 100_000
-FLUSH_BYTES = 64 * 1024 * 1024
-FLUSH_AGE = 300.0
-EMPTY_ROUNDS = 2  # caught up: this many GetRecords rounds in a row brought nothing
-UPDATE_ITEM_SHARE = 0.2  # of the MODIFYs; the others are batch_write_item puts over the old item
 BUSY_LOAD = 0.5
+UPDATE_ITEM_SHARE = 0.2  # of the MODIFYs; the others are batch_write_item puts over the old item
+CPU_TARGET = 1.0  # raw read CPU / poller CPU, at least
+RSS_TARGET = 3.0  # poller peak RSS / bytes buffered, at most
 LABELS = {
-    "poller": "poller (Poller + StreamSource), 100k / 64 MiB",
+    "raw": "raw read: botocore GetRecords + orjson.loads",
+    "poller": "archiver run (one flush of everything)",
     "lambda": f"Lambda handler, batch size {LAMBDA_BATCH}",
     "compact": "compact the Lambda-written archive (128 MiB)",
 }
+
+# The raw read, as a program of its own: nothing of this repository is imported.
+RAW_READ = r"""
+import json, sys
+import boto3, orjson
+from botocore.config import Config
+
+arn, changes = sys.argv[1], int(sys.argv[2])
+# Endpoint, credentials and region from the environment, as archiver run takes them.
+client = boto3.client("dynamodbstreams", config=Config(retries={"mode": "standard"}))
+
+def take_body(response_dict, customized_response_dict, **_):
+    if 200 <= response_dict["status_code"] < 300:
+        customized_response_dict["Body"] = response_dict["body"]
+        response_dict["body"] = b"{}"
+
+client.meta.events.register("before-parse.dynamodb-streams.GetRecords", take_body)
+shards = client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+iterator = client.get_shard_iterator(
+    StreamArn=arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+)["ShardIterator"]
+records = calls = body_bytes = 0
+while records < changes:
+    body = client.get_records(ShardIterator=iterator, Limit=1000)["Body"]
+    page = orjson.loads(body)
+    records += len(page["Records"])
+    calls += 1
+    body_bytes += len(body)
+    iterator = page["NextShardIterator"]
+peak = 0.0
+with open("/proc/self/status") as status:  # VmHWM, read once at the end
+    for line in status:
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 2**10
+print(json.dumps({"records": records, "calls": calls, "body_bytes": body_bytes, "peak": peak}))
+"""
+
+# Start-up alone, in a fresh process: what each of the two imports and builds before reading.
+STARTUPS = {
+    "raw": "import boto3, orjson; boto3.client('dynamodbstreams')",
+    "poller": "from archiver.cli import main; import archiver.service, archiver.stores, "
+    "archiver.metrics, archiver.logs; archiver.service.streams_client()",
+}
+
+# archiver run under cProfile, on a CPU clock, from before its first import; also the time
+# spent in the cyclic GC's collections (gc.callbacks), per generation, into PROFILE.gc.json.
+PROFILED_RUN = r"""
+import cProfile, gc, json, sys, time
+collections = {"seconds": [0.0, 0.0, 0.0], "count": [0, 0, 0], "started": 0.0}
+
+def clock(phase, info):
+    if phase == "start":
+        collections["started"] = time.process_time()
+    else:
+        collections["seconds"][info["generation"]] += time.process_time() - collections["started"]
+        collections["count"][info["generation"]] += 1
+
+gc.callbacks.append(clock)
+profile = cProfile.Profile(time.process_time)
+profile.enable()
+from archiver.cli import main
+try:
+    status = main(sys.argv[2:])
+finally:
+    profile.disable()
+    profile.dump_stats(sys.argv[1])
+    del collections["started"]
+    collections["frozen"] = gc.get_freeze_count()
+    with open(sys.argv[1] + ".gc.json", "w") as out:
+        json.dump(collections, out)
+sys.exit(status)
+"""
 
 
 # --------------------------------------------------------------------------- traffic
@@ -301,26 +383,206 @@ def cpu_seconds_of(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def vm_hwm_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of a running process, in MiB; 0 once it has exited.
+
+    Not ``wait4``'s ``ru_maxrss``: on Linux that carries the parent's peak
+    across fork and exec, and the parent here holds the whole history.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return 0.0
 
 
-class GcClock:
-    """Wall time spent in Python's cyclic garbage collector, and its full collections."""
+def child_env(endpoint: str) -> dict[str, str]:
+    """The environment of every child: DynamoDB Local through the standard endpoint variables."""
+    from devkit.servers import aws_env
 
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.full = 0
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARCHIVER_"))}
+    env.update(aws_env())
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+    env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = endpoint
+    return env
 
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
-            self.full += info["generation"] == 2
+
+def measured(
+    command: list[str],
+    env: dict[str, str],
+    *,
+    stop_when: Callable[[], bool] | None = None,
+    stderr: Path | None = None,
+    jvm_pid: int = 0,
+    timeout: float = 900.0,
+) -> dict[str, Any]:
+    """Run ``command`` to its end (SIGTERM once ``stop_when()`` holds): CPU, peak RSS, stdout."""
+    jvm_before = cpu_seconds_of(jvm_pid)
+    with tempfile.TemporaryFile() as out, open(stderr or os.devnull, "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+        peak = 0.0
+        stopped_at: float | None = None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, vm_hwm_mb(proc.pid))
+            if stop_when is not None and stopped_at is None and stop_when():
+                peak = max(peak, vm_hwm_mb(proc.pid))
+                proc.send_signal(signal.SIGTERM)
+                stopped_at = time.perf_counter()
+            if time.perf_counter() - started > timeout:
+                proc.kill()
+                raise SystemExit(f"{command[:3]} ran for more than {timeout:.0f} s")
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read().decode()
+    jvm_after = cpu_seconds_of(jvm_pid)
+    if proc.returncode != 0:
+        detail = stderr.read_text()[-3000:] if stderr else ""
+        raise SystemExit(f"{command[:3]} exited with {proc.returncode}: {detail}")
+    return {
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "wall_s": wall,
+        "until_stop_s": None if stopped_at is None else stopped_at - started,
+        "peak_rss_mb": round(peak, 1),
+        "dynamodb_local_cpu_s": None
+        if jvm_before is None or jvm_after is None
+        else jvm_after - jvm_before,
+        "stdout": stdout,
+    }
+
+
+def run_raw(args: argparse.Namespace) -> dict[str, Any]:
+    """The raw read in a fresh process."""
+    result = measured(
+        [sys.executable, "-c", RAW_READ, args.stream_arn, str(args.changes)],
+        child_env(args.endpoint),
+        jvm_pid=args.jvm_pid,
+    )
+    result.update(json.loads(result.pop("stdout").strip().splitlines()[-1]))
+    result["peak_rss_mb"] = round(max(result["peak_rss_mb"], result.pop("peak")), 1)
+    if result["records"] != args.changes:
+        raise SystemExit(f"the raw read got {result['records']} records of {args.changes}")
+    return result
+
+
+def run_startup(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The imports and client of the raw read or of ``archiver run``, alone, in a fresh process."""
+    result = measured([sys.executable, "-c", STARTUPS[name]], child_env(args.endpoint))
+    result.pop("stdout")
+    return result
+
+
+def poller_command(args: argparse.Namespace, folder: str) -> list[str]:
+    return [
+        "run",
+        "--archive",
+        folder,
+        "--stream-arn",
+        args.stream_arn,
+        "--flush-records",
+        str(args.changes),
+        "--flush-bytes",
+        str(2**30),
+        "--flush-interval",
+        "3600",
+    ]
+
+
+def run_poller(
+    args: argparse.Namespace, folder: str, logs: Path, profile: Path | None = None
+) -> dict[str, Any]:
+    """``archiver run`` in a fresh process until its one flush is checkpointed, then SIGTERM."""
+    from archiver.poller import checkpoint_key
+
+    checkpoint = Path(folder) / checkpoint_key(args.stream_arn)
+    command = [str(BIN / "archiver"), *poller_command(args, folder)]
+    if profile is not None:
+        command = [sys.executable, "-c", PROFILED_RUN, str(profile), *poller_command(args, folder)]
+    result = measured(
+        command,
+        child_env(args.endpoint),
+        stop_when=checkpoint.exists,
+        stderr=logs,
+        jvm_pid=args.jvm_pid,
+    )
+    result.pop("stdout")  # EMF metrics lines
+    lines = [json.loads(line) for line in logs.read_text().splitlines() if line.startswith("{")]
+    flushes = [line for line in lines if line.get("message") == "flushed"]
+    if len(flushes) != 1 or flushes[0]["records"] != args.changes:
+        raise SystemExit(f"expected one flush of {args.changes} records: {flushes}")
+    files = archive_files(folder)
+    if files["rows"] != args.changes or files["dead_letters"]:
+        raise SystemExit(f"poller: archived {files} for {args.changes} changes")
+    flush = flushes[0]
+    result.update(
+        buffered_bytes=flush["buffered_bytes"],
+        flush_s=flush["seconds"],
+        written_bytes=flush["bytes"],
+        files=files,
+    )
+    return result
+
+
+# The stages of ``archiver run`` in the profile: (label, file, function), cumulative CPU.
+STAGES = [
+    ("archiver run, from its first import to exit", "archiver/cli.py", "main"),
+    ("imports, wherever they happen", "<frozen importlib._bootstrap>", "_find_and_load"),
+    ("boto3 client (botocore's models, endpoint rules)", "botocore/session.py", "create_client"),
+    ("Poller.run: the loop", "archiver/poller.py", "run"),
+    ("  DescribeStream (discover)", "archiver/poller.py", "discover"),
+    ("  StreamSource.read", "archiver/streams.py", "read"),
+    ("    GetRecords through botocore (sign, send, receive)", "archiver/streams.py", "__call__"),
+    ("    split_page: the records' text", "archiver/split.py", "split_page"),
+    ("  last_position: the page's last record", "archiver/streams.py", "last_position"),
+    ("  Poller.flush", "archiver/poller.py", "flush"),
+    ("    archive_records", "archiver/write.py", "archive_records"),
+    ("      decode_record", "archiver/decode.py", "decode_record"),
+    ("      make_batches", "archiver/batch.py", "make_batches"),
+    ("      encode_records (Arrow, Parquet)", "archiver/archive/codec.py", "encode_records"),
+    ("      store.put (write, fsync)", "archiver/archive/store.py", "put"),
+    ("    checkpoint save", "archiver/poller.py", "save"),
+]
+
+
+def profile_report(path: Path) -> dict[str, Any]:
+    """Cumulative CPU of each stage, and the functions with the most CPU of their own."""
+    stats = pstats.Stats(str(path))
+    table: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in table.values())
+
+    def cumulative(file: str, function: str) -> float:
+        return sum(
+            entry[3]
+            for (name, _, func), entry in table.items()
+            if name.replace(os.sep, "/").endswith(file) and func == function
+        )
+
+    own = sorted(table.items(), key=lambda item: item[1][2], reverse=True)[:15]
+    return {
+        "total_s": total,
+        "stages": [
+            {"label": label, "seconds": cumulative(file, function)}
+            for label, file, function in STAGES
+        ],
+        "own_time": [
+            {
+                "function": f"{Path(name).name}:{line}({func})" if name != "~" else func,
+                "seconds": entry[2],
+                "calls": entry[1],
+            }
+            for (name, line, func), entry in own
+        ],
+    }
 
 
 def archive_files(folder: str) -> dict[str, Any]:
@@ -349,50 +611,15 @@ def quiet_logs() -> None:
     configure("INFO", json=True)
 
 
-class TimedClient:
-    """A dynamodbstreams client adding up the wall and this thread's CPU time of GetRecords."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.reset()
-
-    def reset(self) -> None:
-        self.calls = 0
-        self.empty_calls = 0
-        self.wall = 0.0
-        self.cpu = 0.0
-        self.other_wall = 0.0  # DescribeStream, GetShardIterator
-
-    def get_records(self, **kwargs: Any) -> Any:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        response = self.client.get_records(**kwargs)
-        self.wall += time.perf_counter() - wall
-        self.cpu += time.thread_time() - cpu
-        self.calls += 1
-        self.empty_calls += not response.get("Records")
-        return response
-
-    def _other(self, method: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return method(**kwargs)
-        finally:
-            self.other_wall += time.perf_counter() - started
-
-    def describe_stream(self, **kwargs: Any) -> Any:
-        return self._other(self.client.describe_stream, kwargs)
-
-    def get_shard_iterator(self, **kwargs: Any) -> Any:
-        return self._other(self.client.get_shard_iterator, kwargs)
-
-
-def stream_client(endpoint: str) -> Any:
+def read_stream(endpoint: str, stream_arn: str) -> list[dict[str, Any]]:
+    """Every record of the stream as Lambda would deliver it: GetRecords' JSON, eventSourceARN."""
     import boto3
+    import orjson
     from botocore.config import Config
 
     from devkit.servers import ACCESS_KEY, REGION, SECRET_KEY
 
-    return boto3.client(
+    client = boto3.client(
         "dynamodbstreams",
         endpoint_url=endpoint,
         aws_access_key_id=ACCESS_KEY,
@@ -400,140 +627,23 @@ def stream_client(endpoint: str) -> Any:
         region_name=REGION,
         config=Config(retries={"mode": "standard"}),
     )
-
-
-def archive_stream(
-    args: argparse.Namespace, client: TimedClient, gc_clock: GcClock, folder: str
-) -> dict[str, Any]:
-    """Archive the whole stream into ``folder`` with a Poller; stop once caught up."""
-    from archiver.archive.store import LocalStore
-    from archiver.poller import FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
-    from archiver.streams import StreamSource
-
-    conversion = [0.0]
-    flushes: list[dict[str, Any]] = []
-
-    class TimedSource(StreamSource):
-        def read(self, iterator: str, limit: int = 1000) -> Any:
-            started, inner = time.perf_counter(), client.wall
-            try:
-                return super().read(iterator, limit)
-            finally:  # converting to the Lambda shape: read() minus get_records()
-                conversion[0] += (time.perf_counter() - started) - (client.wall - inner)
-
-    class TimedPoller(Poller):
-        def flush(self) -> None:
-            if not self.buffer:
-                super().flush()
-                return
-            state = {
-                "records": len(self.buffer),
-                "buffer_bytes": self.buffer_bytes,
-                "rss_mb": proc_status_mb("VmRSS"),
-            }
-            started, in_gc = time.perf_counter(), gc_clock.seconds
-            try:
-                super().flush()
-            finally:
-                state.update(seconds=time.perf_counter() - started, gc_s=gc_clock.seconds - in_gc)
-                flushes.append(state)
-
-    store = LocalStore(folder)
-    checkpoints = ShardCheckpoints(store, checkpoint_key(args.stream_arn), args.stream_arn)
-    empty = [0, -1]  # consecutive empty rounds, records seen at the last one
-
-    def sleep(_: float) -> None:  # run() sleeps only after a round that read nothing
-        seen = poller.archived + len(poller.buffer)
-        empty[0] = empty[0] + 1 if seen == empty[1] else 1
-        empty[1] = seen
-        if empty[0] >= EMPTY_ROUNDS:
-            poller.stop()
-
-    poller = TimedPoller(
-        TimedSource(client, args.stream_arn),
-        store,
-        checkpoints,
-        policy=FlushPolicy(FLUSH_BYTES, FLUSH_RECORDS, FLUSH_AGE),
-        sleep=sleep,
+    bodies: list[bytes] = []
+    client.meta.events.register(
+        "before-parse.dynamodb-streams.GetRecords",
+        lambda response_dict, **_: bodies.append(response_dict["body"]),
     )
-    client.reset()
-    gc.collect()
-    jvm_before, cpu_before, gc_before = cpu_seconds_of(args.jvm_pid), self_cpu(), gc_clock.seconds
-    full_before = gc_clock.full
-    started = time.perf_counter()
-    poller.run()
-    elapsed = time.perf_counter() - started
-    jvm_after = cpu_seconds_of(args.jvm_pid)
-    return {
-        "seconds": elapsed,
-        "archived": poller.archived,
-        "get_records_s": client.wall,
-        "get_records_thread_cpu_s": client.cpu,
-        "get_records_calls": client.calls,
-        "get_records_empty_calls": client.empty_calls,
-        "describe_and_iterator_s": client.other_wall,
-        "conversion_s": conversion[0],
-        "flush_s": sum(f["seconds"] for f in flushes),
-        "flushes": flushes,
-        "gc_s": gc_clock.seconds - gc_before,
-        "gc_full_collections": gc_clock.full - full_before,
-        "process_cpu_s": self_cpu() - cpu_before,
-        "dynamodb_local_cpu_s": None
-        if jvm_before is None or jvm_after is None
-        else jvm_after - jvm_before,
-    }
-
-
-def child_poller(args: argparse.Namespace) -> dict[str, Any]:
-    import archiver.poller  # noqa: F401  (imports outside the timing)
-
-    quiet_logs()
-    client = TimedClient(stream_client(args.endpoint))
-    client.describe_stream(StreamArn=args.stream_arn)  # connection and endpoint set-up
-    gc_clock = GcClock()
-    gc.collect()
-    if args.poller_gc == "off":  # a diagnostic: what the cyclic collector costs the poller
-        gc.disable()
-    rss_start = peak_rss_mb()
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="bench-poller-") as scratch:
-        for rep in range(args.repeat):
-            folder = os.path.join(scratch, f"run-{rep}")
-            runs.append(archive_stream(args, client, gc_clock, folder))
-            files = archive_files(folder)
-            if files["rows"] != args.changes or runs[-1]["archived"] != args.changes:
-                raise SystemExit(
-                    f"poller archived {runs[-1]['archived']} records in "
-                    f"{files['rows']} rows; {args.changes} changes were written"
-                )
-            if rep < args.repeat - 1:
-                shutil.rmtree(folder)
-        shutil.copytree(folder, args.keep)
-    return {
-        "runs": runs,
-        "warmup": False,
-        "files": files,
-        "rss_start_mb": round(rss_start, 1),
-        "rss_peak_mb": round(peak_rss_mb(), 1),
-    }
-
-
-def read_stream(endpoint: str, stream_arn: str) -> list[dict[str, Any]]:
-    """Every record of the stream as Lambda would deliver it (``to_lambda_record``)."""
-    from archiver.streams import StreamSource, to_lambda_record
-
-    client = stream_client(endpoint)
-    _, shards = StreamSource(client, stream_arn).describe()
+    shards = client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
     records: list[dict[str, Any]] = []
     for shard in shards:  # listed parents first; DynamoDB Local has one shard here
         iterator = client.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard.shard_id, ShardIteratorType="TRIM_HORIZON"
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         while iterator:
             response = client.get_records(ShardIterator=iterator, Limit=1000)
-            records += [to_lambda_record(r, stream_arn) for r in response["Records"]]
+            page = orjson.loads(bodies[-1])
+            records += [{**r, "eventSourceARN": stream_arn} for r in page["Records"]]
             iterator = response.get("NextShardIterator")
-            if not response["Records"] and not shard.closed:
+            if not page["Records"]:
                 break
     return records
 
@@ -541,14 +651,13 @@ def read_stream(endpoint: str, stream_arn: str) -> list[dict[str, Any]]:
 def child_lambda(args: argparse.Namespace) -> dict[str, Any]:
     from archiver import lambda_handler
 
-    started, jvm_before, cpu_before = time.perf_counter(), cpu_seconds_of(args.jvm_pid), self_cpu()
-    gc.disable()  # set-up, not measured: the collector would double the read (see the poller's)
+    started, jvm_before = time.perf_counter(), cpu_seconds_of(args.jvm_pid)
+    gc.disable()  # set-up, not measured
     records = read_stream(args.endpoint, args.stream_arn)
     gc.enable()
     jvm_after = cpu_seconds_of(args.jvm_pid)
     read = {
         "seconds": time.perf_counter() - started,
-        "process_cpu_s": self_cpu() - cpu_before,
         "dynamodb_local_cpu_s": None
         if jvm_before is None or jvm_after is None
         else jvm_after - jvm_before,
@@ -659,8 +768,6 @@ def run_child(args: argparse.Namespace, mode: str, **extra: str) -> dict[str, An
         args.stream_arn,
         "--jvm-pid",
         str(args.jvm_pid),
-        "--poller-gc",
-        args.poller_gc,
     ]
     for name, value in extra.items():
         command += [f"--{name}", value]
@@ -744,9 +851,15 @@ def mb(value: float) -> str:
     return f"{value / 1e6:.2f} MB" if value >= 1e6 else f"{value / 1e3:.0f} kB"
 
 
+def summary(runs: list[dict[str, Any]], name: str) -> dict[str, float]:
+    values = [run[name] for run in runs]
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
 def print_report(results: dict[str, Any]) -> None:
     host, traffic, check = results["machine"], results["traffic"], results["checks"]
-    poll, lam, comp = (results["variants"][name] for name in ("poller", "lambda", "compact"))
+    raw, poll = results["raw"], results["poller"]
+    lam, comp = results["variants"]["lambda"], results["variants"]["compact"]
     print(
         f"\n{traffic['changes']:,} changes to {traffic['items']:,} items written to DynamoDB "
         f"Local in {traffic['seconds']:.1f} s ({traffic['changes_per_s']:,.0f}/s, "
@@ -756,105 +869,94 @@ def print_report(results: dict[str, Any]) -> None:
     print(
         f"  mean item {traffic['mean_item_bytes']} B as DynamoDB sizes it "
         f"({traffic['mean_item_json_bytes']} B of typed JSON); mean stream record "
-        f"{check['mean_stream_record_size_bytes']} B (SizeBytes)"
+        f"{check['mean_stream_record_size_bytes']} B (SizeBytes), "
+        f"{poll['runs'][0]['buffered_bytes'] / traffic['changes']:,.0f} B of JSON text"
     )
     print(
         f"{host['cpus']} CPUs ({host['cpu']}), Python {host['python']}, pyarrow "
-        f"{host['pyarrow']}, {host['dynamodb_local']}, {host['java']}; commit {host['commit']}"
+        f"{host['pyarrow']}, boto3 {host['boto3']}, {host['dynamodb_local']}, {host['java']}; "
+        f"commit {host['commit']}"
         f"{' + uncommitted changes' if host['uncommitted_changes'] else ''}; 1-minute load "
         f"{host['load_average_at_start']:.2f} at the start\n"
     )
 
     header = (
-        f"{'variant':<54} {'best s':>6} {'1st s':>6} {'rate':>14} {'files':>6} "
-        f"{'mean file':>9} {'peak RSS':>8} {'+RSS':>6}"
+        f"{'fresh process, start-up included':<46} {'CPU s':>6} {'(med)':>6} {'user':>6} "
+        f"{'sys':>5} {'wall s':>6} {'peak RSS':>9} {'JVM CPU s':>9}"
     )
     print(header)
     print("-" * len(header))
-    rows = (
-        ("poller", poll, f"{poll['records_per_s']:,.0f} rec/s"),
+    for name, row in (("raw", raw), ("poller", poll)):
+        fastest = min(row["runs"], key=lambda run: run["cpu_s"])
+        print(
+            f"{LABELS[name]:<46} {row['cpu_s']['min']:>6.2f} {row['cpu_s']['median']:>6.2f} "
+            f"{fastest['user_s']:>6.2f} {fastest['sys_s']:>5.2f} {fastest['wall_s']:>6.2f} "
+            f"{row['peak_rss_mb']['max']:>6.0f} MB {fastest['dynamodb_local_cpu_s'] or 0:>9.2f}"
+        )
+    for name, row in (("raw", raw), ("poller", poll)):
+        start = row["startup"]
+        print(
+            f"{'  its start-up alone (imports, client)':<46} {start['cpu_s']['min']:>6.2f} "
+            f"{start['cpu_s']['median']:>6.2f} {'':>6} {'':>5} {'':>6} "
+            f"{start['peak_rss_mb']['max']:>6.0f} MB   ({name})"
+        )
+    target = results["targets"]
+    print(
+        f"{results['repeat']} runs each, alternating; CPU s: the lowest (and the median) of "
+        "user + sys from wait4; peak RSS: the highest VmHWM.\n"
+        f"  CPU ratio raw / poller: {target['cpu_ratio']:.2f} (medians "
+        f"{target['cpu_ratio_median']:.2f}); target >= {CPU_TARGET:.1f}: "
+        f"{'met' if target['cpu_ratio'] >= CPU_TARGET else 'NOT MET'}; start-up apart: "
+        f"{target['cpu_ratio_after_startup']:.2f}"
+    )
+    print(
+        f"  the poller buffered {mb(poll['runs'][0]['buffered_bytes'])} ({traffic['changes']:,} "
+        f"records' text); peak RSS / buffered bytes: {target['rss_ratio']:.2f}; target <= "
+        f"{RSS_TARGET:.0f}: {'met' if target['rss_ratio'] <= RSS_TARGET else 'NOT MET'}; "
+        f"above the raw read's peak: {target['rss_above_raw_mb']:.0f} MB "
+        f"({target['rss_above_raw_ratio']:.2f}x the buffer)"
+    )
+    print(
+        f"  the poller's one flush (archive_records + checkpoint, from its log line): "
+        f"{statistics.median(r['flush_s'] for r in poll['runs']):.2f} s median, "
+        f"{traffic['changes'] / min(r['flush_s'] for r in poll['runs']):,.0f} records/s at best; "
+        f"the raw read made {raw['runs'][0]['calls']} GetRecords calls"
+    )
+
+    prof = results["profile"]
+    print(
+        f"\nwhere archiver run's CPU goes (cProfile on a CPU clock, one run: {prof['total_s']:.2f} "
+        f"CPU s profiled, {prof['cpu_s']:.2f} s by wait4 with the profiler; shares of the profiled "
+        "time; stages nest)"
+    )
+    for stage in prof["stages"]:
+        print(
+            f"  {stage['label']:<58} {stage['seconds']:>6.2f} s "
+            f"{100 * stage['seconds'] / prof['total_s']:>5.1f} %"
+        )
+    collected = prof["gc"]
+    print(
+        f"  cyclic GC, inside the lines above: {sum(collected['seconds']):.2f} s in "
+        f"{collected['count']} collections (generations 0, 1, 2); "
+        f"{collected['frozen']:,} objects frozen by gc.freeze()"
+    )
+    print("  most CPU of their own:")
+    for entry in prof["own_time"]:
+        print(f"    {entry['function'][:70]:<70} {entry['seconds']:>6.2f} s {entry['calls']:>9,}")
+
+    print(
+        f"\n{'in-process rows':<54} {'best s':>6} {'1st s':>6} {'rate':>14} {'files':>6} "
+        f"{'mean file':>9} {'peak RSS':>8}"
+    )
+    for name, row, rate in (
         ("lambda", lam, f"{lam['records_per_s']:,.0f} rec/s"),
         ("compact", comp, f"{comp['mb_per_s']:.1f} MB/s"),
-    )
-    for name, row, rate in rows:
+    ):
         files = row["files"]
-        label = LABELS[name] + (
-            ", GC off" if name == "poller" and results["poller_gc"] == "off" else ""
-        )
         print(
-            f"{label:<54} {row['best']['seconds']:>6.2f} "
-            f"{row['runs'][0]['seconds']:>6.2f} {rate:>14} {files['files']:>6,} "
-            f"{mb(files['mean_file_bytes']):>9} {row['rss_peak_mb']:>5.0f} MB "
-            f"{row['rss_added_mb']:>3.0f} MB"
-        )
-    print(
-        f"best of {results['repeat']}. Poller: every run timed (the Lambda child's read of the "
-        "stream warmed DynamoDB Local);\nLambda and compact: after a warm-up, which is '1st s'. "
-        "+RSS: peak RSS minus the RSS before the first run\n(the Lambda child already holds the "
-        "stream's records then). compact: rate is MB of input; files after compaction."
-    )
-
-    split = poll["best"]
-    total = split["seconds"]
-    waiting = split["get_records_s"] - split["get_records_thread_cpu_s"]
-    other = total - split["get_records_s"] - split["conversion_s"] - split["flush_s"]
-    flush = split["flushes"][-1]
-    print(
-        f"\nwhere the poller's time goes (best run: {total:.2f} s, "
-        f"{split['get_records_calls']} GetRecords calls of up to 1,000 records, "
-        f"{split['get_records_empty_calls']} of them empty)"
-    )
-    parts = (
-        ("GetRecords (the boto3 call)", split["get_records_s"]),
-        ("  off this thread's CPU: DynamoDB Local, scheduling", waiting),
-        ("  this thread's CPU: botocore (sign, send, parse)", split["get_records_thread_cpu_s"]),
-        ("to_lambda_record (StreamSource.read minus GetRecords)", split["conversion_s"]),
-        (f"flush: archive_records + checkpoint ({len(split['flushes'])})", split["flush_s"]),
-        ("discovery, iterators, buffering, loop", other),
-        ("Python's cyclic GC, inside the lines above", split["gc_s"]),
-        ("  of which during the flush", sum(f["gc_s"] for f in split["flushes"])),
-    )
-    for label, seconds in parts:
-        print(f"  {label:<56} {seconds:>6.2f} s {100 * seconds / total:>5.1f} %")
-    jvm = split["dynamodb_local_cpu_s"]
-    if jvm is not None:
-        print(
-            f"  CPU used: DynamoDB Local's JVM {jvm:.2f} s, this process "
-            f"{split['process_cpu_s']:.2f} s; {split['gc_full_collections']} full GC collections"
-        )
-    cold = lam["stream_read"]
-    if cold["dynamodb_local_cpu_s"] is not None:
-        print(
-            f"  for comparison, the Lambda child's first read of the stream (GC off, DynamoDB "
-            f"Local's JVM not yet warm): {cold['seconds']:.2f} s,\n    JVM "
-            f"{cold['dynamodb_local_cpu_s']:.2f} CPU s, that process {cold['process_cpu_s']:.2f} "
-            "CPU s (botocore + to_lambda_record)"
-        )
-    print(
-        f"  the flush archives {poll['archive_only_records_per_s']:,.0f} records/s; GetRecords "
-        f"plus conversion read {poll['read_only_records_per_s']:,.0f} records/s"
-    )
-    buffer_mb = flush["rss_mb"] - poll["rss_start_mb"] if flush["rss_mb"] else float("nan")
-    print(
-        f"  buffer at the flush: {flush['records']:,} records, {mb(flush['buffer_bytes'])} as "
-        f"FlushPolicy counts them (SizeBytes + 200 each); RSS {buffer_mb:,.0f} MB above the "
-        f"start ({buffer_mb * 2**20 / max(flush['buffer_bytes'], 1):.1f}x)"
-    )
-
-    infos = (poll["files"], lam["files"], comp["files"])
-    print(
-        f"\nfiles for the same {traffic['changes']:,} changes ({infos[0]['partitions']} hour "
-        f"partition(s)):"
-    )
-    labels = (
-        "poller (flush at 100k / 64 MiB / 300 s, or on stop)",
-        f"Lambda handler, batch size {LAMBDA_BATCH} ({lam['invocations']} invocations)",
-        "the Lambda archive after compact",
-    )
-    for label, info in zip(labels, infos, strict=True):
-        print(
-            f"  {label:<58} {info['files']:>5,} files, {mb(info['bytes']):>9}, "
-            f"mean {mb(info['mean_file_bytes'])}"
+            f"{LABELS[name]:<54} {row['best']['seconds']:>6.2f} {row['runs'][0]['seconds']:>6.2f} "
+            f"{rate:>14} {files['files']:>6,} {mb(files['mean_file_bytes']):>9} "
+            f"{row['rss_peak_mb']:>5.0f} MB"
         )
     report = comp["best"]["report"]
     print(
@@ -862,7 +964,8 @@ def print_report(results: dict[str, Any]) -> None:
         f"{mb(report['bytes_in'])} -> {mb(report['bytes_out'])}, "
         f"{report['duplicates_dropped']} duplicates dropped; a rerun compacted "
         f"{comp['rerun_compacted_partitions']} partition(s) and changed "
-        f"{'nothing' if comp['rerun_unchanged'] else 'FILES'}"
+        f"{'nothing' if comp['rerun_unchanged'] else 'FILES'}; the poller wrote "
+        f"{poll['runs'][0]['files']['files']} file(s), {mb(poll['runs'][0]['files']['bytes'])}"
     )
 
     def ok(flag: bool) -> str:
@@ -878,10 +981,10 @@ def print_report(results: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=4_000, help="distinct items changed")
-    parser.add_argument("--changes", type=int, default=20_000, help="changes written")
+    parser.add_argument("--items", type=int, default=8_000, help="distinct items changed")
+    parser.add_argument("--changes", type=int, default=40_000, help="changes written")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="timed runs per variant (best is kept)"
+        "--repeat", type=int, default=3, help="runs of the raw read and of the poller each"
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the traffic generator")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
@@ -891,13 +994,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help="print the report of a saved run again, and exit",
     )
-    parser.add_argument(
-        "--poller-gc",
-        choices=["on", "off"],
-        default="on",
-        help="off: disable Python's cyclic GC in the poller's process (diagnostic)",
-    )
-    parser.add_argument("--child", choices=["poller", "lambda", "compact"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["lambda", "compact"], help=argparse.SUPPRESS)
     for hidden in ("--endpoint", "--stream-arn", "--keep", "--source"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--jvm-pid", type=int, default=0, help=argparse.SUPPRESS)
@@ -910,7 +1007,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        child = {"poller": child_poller, "lambda": child_lambda, "compact": child_compact}
+        child = {"lambda": child_lambda, "compact": child_compact}
         print(json.dumps(child[args.child](args)))
         return 0
 
@@ -921,17 +1018,13 @@ def main(argv: list[str] | None = None) -> int:
     from devkit.servers import DynamoDBLocal
 
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "machine": machine(),
-        "repeat": args.repeat,
-        "seed": args.seed,
-        "poller_gc": args.poller_gc,
-    }
+    results: dict[str, Any] = {"machine": machine(), "repeat": args.repeat, "seed": args.seed}
     print("starting DynamoDB Local ...", flush=True)
     with (
         DynamoDBLocal() as server,
-        tempfile.TemporaryDirectory(prefix="bench-poller-main-") as scratch,
+        tempfile.TemporaryDirectory(prefix="bench-poller-main-") as scratch_name,
     ):
+        scratch = Path(scratch_name)
         results["dynamodb_local_start_s"] = round(time.perf_counter() - started, 1)
         assert server.proc is not None
         args.endpoint, args.jvm_pid = server.endpoint, server.proc.pid
@@ -944,12 +1037,30 @@ def main(argv: list[str] | None = None) -> int:
         gc.enable()
         written = traffic.pop("per_item")
         results["traffic"] = traffic
+        del history, client
 
-        folders = {name: os.path.join(scratch, name) for name in ("poller", "lambda", "compacted")}
-        print(f"measuring {LABELS['lambda']} ...", flush=True)
+        folders = {name: str(scratch / name) for name in ("poller", "lambda", "compacted")}
+        print(f"measuring {LABELS['lambda']} (it also warms DynamoDB Local) ...", flush=True)
         lam = run_child(args, "lambda", keep=folders["lambda"])
-        print(f"measuring {LABELS['poller']} ...", flush=True)
-        poll = run_child(args, "poller", keep=folders["poller"])
+        raws, polls = [], []
+        startups: dict[str, list[dict[str, Any]]] = {"raw": [], "poller": []}
+        for rep in range(args.repeat):
+            print(f"measuring {LABELS['raw']} and {LABELS['poller']}, {rep + 1} ...", flush=True)
+            for name in startups:
+                startups[name].append(run_startup(args, name))
+            raws.append(run_raw(args))
+            folder = folders["poller"] if rep == args.repeat - 1 else str(scratch / f"p{rep}")
+            polls.append(run_poller(args, folder, scratch / f"poller-{rep}.log"))
+            if folder != folders["poller"]:
+                shutil.rmtree(folder)
+        print("profiling archiver run ...", flush=True)
+        profiled = run_poller(
+            args, str(scratch / "profiled"), scratch / "profiled.log", scratch / "poller.prof"
+        )
+        profile = profile_report(scratch / "poller.prof")
+        profile["gc"] = json.loads((scratch / "poller.prof.gc.json").read_text())
+        profile["cpu_s"] = profiled["cpu_s"]
+        results["profile"] = profile
         print(f"measuring {LABELS['compact']} ...", flush=True)
         comp = run_child(args, "compact", keep=folders["compacted"], source=folders["lambda"])
         print("checking what the archives replay ...", flush=True)
@@ -957,17 +1068,35 @@ def main(argv: list[str] | None = None) -> int:
         results["checks"] = checks(folders, written)
         gc.enable()
 
-    for row in (poll, lam, comp):
+    for row in (lam, comp):
         row["best"] = best(row)
-        row["rss_added_mb"] = round(row["rss_peak_mb"] - row["rss_start_mb"], 1)
-    split = poll["best"]
-    poll["records_per_s"] = args.changes / split["seconds"]
-    poll["archive_only_records_per_s"] = args.changes / split["flush_s"]
-    reading = split["get_records_s"] + split["conversion_s"]
-    poll["read_only_records_per_s"] = args.changes / reading
     lam["records_per_s"] = args.changes / lam["best"]["seconds"]
     comp["mb_per_s"] = comp["best"]["report"]["bytes_in"] / 1e6 / comp["best"]["seconds"]
-    results["variants"] = {"poller": poll, "lambda": lam, "compact": comp}
+    results["variants"] = {"lambda": lam, "compact": comp}
+    for name, runs in (("raw", raws), ("poller", polls)):
+        results[name] = {
+            "runs": runs,
+            "cpu_s": summary(runs, "cpu_s"),
+            "peak_rss_mb": summary(runs, "peak_rss_mb"),
+            "startup": {
+                "runs": startups[name],
+                "cpu_s": summary(startups[name], "cpu_s"),
+                "peak_rss_mb": summary(startups[name], "peak_rss_mb"),
+            },
+        }
+    raw_cpu, poll_cpu = results["raw"]["cpu_s"], results["poller"]["cpu_s"]
+    buffered = polls[0]["buffered_bytes"]
+    poll_peak = results["poller"]["peak_rss_mb"]["max"] * 2**20
+    raw_peak = results["raw"]["peak_rss_mb"]["max"] * 2**20
+    results["targets"] = {
+        "cpu_ratio": raw_cpu["min"] / poll_cpu["min"],
+        "cpu_ratio_median": raw_cpu["median"] / poll_cpu["median"],
+        "rss_ratio": poll_peak / buffered,
+        "rss_above_raw_mb": (poll_peak - raw_peak) / 2**20,
+        "rss_above_raw_ratio": (poll_peak - raw_peak) / buffered,
+        "cpu_ratio_after_startup": (raw_cpu["min"] - results["raw"]["startup"]["cpu_s"]["min"])
+        / (poll_cpu["min"] - results["poller"]["startup"]["cpu_s"]["min"]),
+    }
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     if hasattr(os, "getloadavg"):
         results["machine"]["load_average_at_end"] = os.getloadavg()[0]

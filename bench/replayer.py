@@ -1,4 +1,4 @@
-"""Benchmark of the replayer's state fold, JSON Lines replay and restore, in one run.
+"""Benchmark of the replayer's state fold, JSON Lines replay, redrive and restore, in one run.
 
 Run from the repository root::
 
@@ -15,9 +15,13 @@ them:
   partition, as ``replayer restore --mode state`` computes it (Arrow, column-wise);
 - ``python``: the same partitions read the same way, then a plain Python loop
   over every row, ``state[item_key] = last change``;
-- ``jsonl``: ``iter_events`` + ``orjson.dumps`` into a file, as ``replayer events
-  --output`` does;
-- for memory: the state fold and the JSON Lines pass over the first quarter of
+- ``events``: ``replayer events --output FILE`` (``replayer.cli.main``), and
+  one more run of it under cProfile, to say where its time goes;
+- ``envelope_lines``: the baseline for it, every file's ``envelope`` column read
+  with pyarrow and written as lines (no order, no images);
+- ``redrive``: ``replayer.redrive.redrive`` as ``replayer redrive --dry-run``
+  calls it, then with a consumer that answers at once (every payload built);
+- for memory: the state fold and ``replayer events`` over the first quarter of
   the hours (a quarter of the changes, the same keys), the fold of one
   ``--slice``, and the fold with Arrow's jemalloc pool instead of mimalloc;
 - ``fold_all`` alone over every change held in memory, in chunks of N rows,
@@ -69,6 +73,7 @@ US_PER_HOUR = 3_600_000_000
 GENERATOR_WORKERS = 2  # fixed, so that the archive is the same on any machine
 TARGET_RATE = 1_000_000
 TARGET_RATIO = 10.0
+TARGET_EVENTS_RATIO = 0.5  # replayer events at least half the baseline's speed
 BUSY_LOAD = 0.5
 MB = 2**20
 
@@ -92,14 +97,14 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
     interleave into one history. Each worker writes its own files: one per
     hour partition and at most ``file_records`` records, through
     ``encode_records`` and ``LocalStore.put`` (what the archiver writes).
-    Records are built as ``ChangeRecord`` directly, without the decoder's
-    validation; the first few are checked against ``decode_record``.
+    Each record goes through the archiver's ``decode_record`` (its JSON text
+    in, a ``ChangeRecord`` out), as the archiver's sink would take it.
     """
     import orjson
 
     from archiver.archive.codec import batch_name, encode_records
     from archiver.archive.layout import Partition
-    from archiver.archive.record import ChangeRecord, EventName
+    from archiver.archive.record import ChangeRecord
     from archiver.archive.store import LocalStore
     from archiver.decode import decode_record
 
@@ -118,7 +123,6 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
         for k in range(worker, keys, workers)
     ]
     own = len(key_of)
-    names = {name: EventName(name) for name in ("INSERT", "MODIFY", "REMOVE")}
     ttl_identity = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
     store = LocalStore(spec["folder"])
     dumps = orjson.dumps
@@ -141,7 +145,6 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
             written += len(data)
             batch.clear()
 
-    checked = 0
     for i in range(worker, changes, workers):
         second = START_S + i * span_s // changes
         change_us = second * 1_000_000
@@ -191,16 +194,16 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
         if new is not None:
             image_bytes += size
             images += 1
-        ddb: dict[str, Any] = {"ApproximateCreationDateTime": float(second), "Keys": None}
+        ddb: dict[str, Any] = {"ApproximateCreationDateTime": float(second), "Keys": key}
         if new is not None:
-            ddb["NewImage"] = None
+            ddb["NewImage"] = new
         if old is not None:
-            ddb["OldImage"] = None
+            ddb["OldImage"] = old
         ddb["SequenceNumber"] = sequence
         ddb["SizeBytes"] = size
         ddb["StreamViewType"] = "NEW_AND_OLD_IMAGES"
         event_id = f"{rng.getrandbits(128):032x}"
-        envelope: dict[str, Any] = {
+        raw: dict[str, Any] = {
             "eventID": event_id,
             "eventName": name,
             "eventVersion": "1.1",
@@ -210,44 +213,8 @@ def generate_worker(spec: dict[str, Any]) -> dict[str, Any]:
             "eventSourceARN": ARN,
         }
         if identity is not None:
-            envelope["userIdentity"] = identity
-        record = ChangeRecord(
-            TABLE,
-            event_id,
-            names[name],
-            "aws:dynamodb",
-            sequence,
-            change_us,
-            key,
-            new,
-            old,
-            envelope,
-            ARN,
-            "NEW_AND_OLD_IMAGES",
-            size,
-            "us-east-1",
-            identity,
-            None,
-        )
-        if checked < 200:  # the same record the archiver's decoder would have made
-            raw = dict(
-                envelope,
-                dynamodb={
-                    name: (
-                        key
-                        if name == "Keys"
-                        else new
-                        if name == "NewImage"
-                        else old
-                        if name == "OldImage"
-                        else value
-                    )
-                    for name, value in ddb.items()
-                },
-            )
-            if decode_record(raw) != record:
-                raise SystemExit(f"generated record {i} differs from its decoded form")
-            checked += 1
+            raw["userIdentity"] = identity
+        record = decode_record(dumps(raw))
         hour = change_us - change_us % US_PER_HOUR
         if hour != batch_hour or len(batch) >= spec["file_records"]:
             flush()
@@ -496,103 +463,304 @@ def child_python(spec: dict[str, Any]) -> dict[str, Any]:
     return {"runs": runs, "check": check, "rss_ready_mb": rss_ready, "rss_peak_mb": peak}
 
 
-def child_jsonl(spec: dict[str, Any]) -> dict[str, Any]:
-    """(3) ``iter_events`` + ``orjson.dumps`` into a file, as ``replayer events --output`` does.
+class GcTimer:
+    """Time spent in the cyclic garbage collector (``gc.callbacks``), and full collections."""
 
-    ``read_partition`` is wrapped (in this process only) to time the reads
-    without touching the per-record loop.
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info["generation"] == 2
+
+    def __enter__(self) -> GcTimer:
+        self.seconds, self.full = 0.0, 0
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+def events_argv(spec: dict[str, Any], path: Path) -> list[str]:
+    """``replayer events`` as a user would type it for this spec."""
+    argv = ["events", "--archive", spec["archive"], "--table", TABLE, "--output", str(path)]
+    if spec.get("until_us") is not None:
+        # changes are stamped in whole seconds: the last whole second is the same window
+        argv += ["--until", str(spec["until_us"] // 1_000_000)]
+    return argv
+
+
+# Where replayer events spends its time, by the product function that owns it.
+OWNERS = (
+    ("archive/codec.py:read_archive_file", "read Parquet (pyarrow.parquet)"),
+    ("archive/reader.py:_selected", "concat + window/name/key filters"),
+    ("archive/codec.py:archive_order", "order: sort, check event ids"),
+    ("archive/reader.py:iter_record_texts", "take each piece in order"),
+    ("archive/rebuild.py", "rebuild: Arrow string kernels"),
+    ("replayer/jsonl.py:write_texts", "write the lines"),
+)
+
+
+def owner_of(func: tuple[str, int, str]) -> str | None:
+    name = f"{func[0]}:{func[2]}"
+    for prefix, label in OWNERS:
+        if prefix in name:
+            return label
+    return None
+
+
+def profile_by_owner(stats: Any) -> dict[str, float]:
+    """cProfile self time, each library or builtin function's time given to the product
+    function above it (by the share of its time each caller accounts for)."""
+    table = stats.stats  # func -> (cc, nc, tt, ct, callers)
+    shares: dict[Any, dict[str, float]] = {}
+
+    def owners(func: Any, depth: int = 0) -> dict[str, float]:
+        if func in shares:
+            return shares[func]
+        own = owner_of(func)
+        if own is not None or depth > 30 or func not in table:
+            result = {own or "other (imports, CLI, listing)": 1.0}
+        else:
+            callers = table[func][4]
+            total = sum(ct for _, _, _, ct in callers.values()) or 1.0
+            result = {}
+            for caller, (_, _, _, ct) in callers.items():
+                for label, share in owners(caller, depth + 1).items():
+                    result[label] = result.get(label, 0.0) + share * ct / total
+            result = result or {"other (imports, CLI, listing)": 1.0}
+        shares[func] = result
+        return result
+
+    out: dict[str, float] = {}
+    for func, (_, _, tt, _, _) in table.items():
+        for label, share in owners(func).items():
+            out[label] = out.get(label, 0.0) + tt * share
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
+class SerialWriter:
+    """``replayer.jsonl.LineWriter`` without its thread: for the serial rows and the profile."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def __enter__(self) -> SerialWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def put(self, texts: Any) -> None:
+        from replayer.jsonl import write_texts
+
+        write_texts(self.out, texts)
+
+
+def child_events(spec: dict[str, Any]) -> dict[str, Any]:
+    """(3) ``replayer events --output FILE``: ``replayer.cli.main`` as the command runs it.
+
+    ``reader._selected`` (read one partition's files, filter on columns; on
+    the read-ahead thread) is wrapped in this process only, to time the
+    reading. With ``serial``, everything runs on one thread. With
+    ``profile``, one more run goes under cProfile, on one thread (cProfile
+    sees only the thread that starts it).
     """
-    import orjson
-
     from archiver.archive import reader
-    from archiver.archive.codec import stream_records
+    from replayer import jsonl
+    from replayer.cli import main
 
-    store, flt, partitions = selected(spec)
-    read_partition = reader.read_partition
+    threaded = (reader._read_ahead, jsonl.LineWriter)
+
+    def one_thread(on: bool) -> None:
+        reader._read_ahead, jsonl.LineWriter = (
+            (lambda items: items, SerialWriter) if on else threaded
+        )
+
+    path = Path(spec["scratch"]) / "events.jsonl"
+    selected_rows = reader._selected
     timing = {"read_s": 0.0}
 
-    def timed_read(*args: Any, **kwargs: Any) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        table = read_partition(*args, **kwargs)
+        table = selected_rows(*args, **kwargs)
         timing["read_s"] += time.perf_counter() - started
         return table
 
-    reader.read_partition = timed_read
-    path = Path(spec["scratch"]) / "events.jsonl"
+    reader._selected = timed
+    one_thread(bool(spec.get("serial")))
     rss_ready = proc_status_mb("VmRSS")
     check: dict[str, Any] = {}
+    argv = events_argv(spec, path)
 
     def run() -> dict[str, Any]:
         timing["read_s"] = 0.0
-        count = 0
-        dumps = orjson.dumps
-        started = time.perf_counter()
-        with open(path, "wb") as out:
-            for record in reader.iter_events(store, TABLE, flt):
-                out.write(dumps(record))
-                out.write(b"\n")
-                count += 1
-        total = time.perf_counter() - started
+        path.unlink(missing_ok=True)
+        with GcTimer() as collector:
+            started = time.perf_counter()
+            code = main(argv)
+            total = time.perf_counter() - started
+        if code != 0:
+            raise SystemExit(f"replayer events exited {code}")
+        with open(path, "rb") as lines:
+            count = sum(block.count(b"\n") for block in iter(lambda: lines.read(1 << 24), b""))
         check.update(lines=count, output_mb=round(path.stat().st_size / 1e6, 1))
         path.unlink()
         return {
             "total_s": total,
             "read_s": timing["read_s"],
-            "work_s": total - timing["read_s"],
+            "work_s": total - timing["read_s"] if spec.get("serial") else None,
             "events": count,
+            "gc_s": collector.seconds,
+            "gc_full": collector.full,
         }
 
     runs = runs_of(spec["runs"], run)
     peak = proc_status_mb("VmHWM")
-    reader.read_partition = read_partition
-    # The loop's per-record costs, on the first partition, streaming as iter_events does:
-    # rebuilding the records alone, + serialising them, + writing them (best of 3 each).
-    per_record: dict[str, Any] = {}
-    if spec.get("split") and partitions:
-        table = read_partition(store, partitions[0][1], flt)
-        dumps = orjson.dumps
+    reader._selected = selected_rows
+    split = rebuild_both_ways(spec) if spec.get("split") else {}
+    profile: dict[str, float] = {}
+    if spec.get("profile"):
+        import cProfile
+        import pstats
 
-        def rebuild() -> None:
-            for _ in stream_records(table):
-                pass
-
-        def rebuild_dumps() -> None:
-            for record in stream_records(table):
-                dumps(record)
-
-        def rebuild_dumps_write() -> None:
-            with open(path, "wb") as out:
-                for record in stream_records(table):
-                    out.write(dumps(record))
-                    out.write(b"\n")
-            path.unlink()
-
-        best = {}
-        for name, fn in (
-            ("rebuild", rebuild),
-            ("rebuild_dumps", rebuild_dumps),
-            ("rebuild_dumps_write", rebuild_dumps_write),
-        ):
-            times = []
-            for _ in range(3):
-                gc.collect()
-                started = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - started)
-            best[name] = min(times) / table.num_rows * 1e6
-        per_record = {
-            "records": table.num_rows,
-            "rebuild_us": round(best["rebuild"], 2),
-            "dumps_us": round(best["rebuild_dumps"] - best["rebuild"], 2),
-            "write_us": round(best["rebuild_dumps_write"] - best["rebuild_dumps"], 2),
-        }
+        one_thread(True)
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.runcall(main, argv)
+        profile = {"wall_s": time.perf_counter() - started}
+        profile.update(profile_by_owner(pstats.Stats(profiler)))
+        path.unlink()
     return {
         "runs": runs,
         "check": check,
-        "per_record": per_record,
+        "profile": profile,
+        "rebuild_both_ways": split,
         "rss_ready_mb": rss_ready,
         "rss_peak_mb": peak,
     }
+
+
+def rebuild_both_ways(spec: dict[str, Any]) -> dict[str, Any]:
+    """The rebuild of one partition's ordered rows to JSON Lines, best of 3: Arrow's string
+    kernels (``record_texts``, what the product runs) against a Python loop of ``splice``
+    over the columns as lists, joined into one ``bytes``."""
+    from archiver.archive import reader
+    from archiver.archive.codec import archive_order
+    from archiver.archive.rebuild import record_texts, splice
+    from archiver.archive.schema import Col
+
+    store, flt, partitions = selected(spec)
+    rows = reader._selected(store, partitions[0][1], flt, reader.REBUILD_COLUMNS)
+    rows = rows.take(archive_order(rows))
+
+    def kernels() -> None:
+        for start in range(0, rows.num_rows, 8192):
+            record_texts(rows.slice(start, 8192), "\n")
+
+    def python_loop() -> None:
+        names = (Col.ENVELOPE, Col.KEYS, Col.NEW_IMAGE, Col.OLD_IMAGE)
+        columns = [rows.column(name).to_pylist() for name in names]
+        lines = [splice(*row) for row in zip(*columns, strict=True)]
+        ("\n".join(lines) + "\n").encode()
+
+    best = {}
+    for name, fn in (("kernels", kernels), ("python", python_loop)):
+        times = []
+        for _ in range(3):
+            gc.collect()
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        best[name] = min(times) / rows.num_rows * 1e6
+    return {"records": rows.num_rows, "kernels_us": best["kernels"], "python_us": best["python"]}
+
+
+def child_envelope_lines(spec: dict[str, Any]) -> dict[str, Any]:
+    """(3b) The baseline: every Parquet file's ``envelope`` column, read with pyarrow, as lines.
+
+    No ordering, no duplicates dropped, no images: the least a reader of this
+    archive can do to write one line per change.
+    """
+    import pyarrow.parquet as pq
+
+    from archiver.archive.schema import Col
+
+    files = sorted(Path(spec["archive"]).rglob("*.parquet"))
+    path = Path(spec["scratch"]) / "envelopes.jsonl"
+    rss_ready = proc_status_mb("VmRSS")
+    check: dict[str, Any] = {}
+
+    def run() -> dict[str, Any]:
+        path.unlink(missing_ok=True)
+        count = 0
+        started = time.perf_counter()
+        with open(path, "wb") as out:
+            for name in files:
+                texts = pq.read_table(name, columns=[Col.ENVELOPE]).column(Col.ENVELOPE).to_pylist()
+                out.write(("\n".join(texts) + "\n").encode())
+                count += len(texts)
+        total = time.perf_counter() - started
+        check.update(lines=count, output_mb=round(path.stat().st_size / 1e6, 1), files=len(files))
+        path.unlink()
+        return {"total_s": total, "events": count}
+
+    runs = runs_of(spec["runs"], run)
+    return {"runs": runs, "check": check, "rss_ready_mb": rss_ready}
+
+
+def child_redrive(spec: dict[str, Any]) -> dict[str, Any]:
+    """(5) ``replayer.redrive.redrive`` as ``replayer redrive`` calls it, without a network.
+
+    ``dry_run``: what ``--dry-run`` does (every record's text, identifier and
+    batch; nothing sent). Otherwise the invoker is a consumer that answers at
+    once, so every payload is built (``{"Records":[...]}``) and every batch
+    acknowledged in an in-memory checkpoint.
+    """
+    from archiver.archive.reader import REPLAY_COLUMNS, EventFilter
+    from archiver.archive.store import LocalStore
+    from replayer.checkpoint import Checkpoint
+    from replayer.redrive import Delivery, RedriveOptions, redrive
+    from replayer.runner import Selection
+
+    store = LocalStore(spec["archive"])
+    rss_ready = proc_status_mb("VmRSS")
+    check: dict[str, Any] = {"payload_mb": 0.0, "invocations": 0}
+    sent = {"bytes": 0}
+
+    def consumer(payload: bytes, identifiers: Any) -> Delivery:
+        sent["bytes"] += len(payload)
+        return Delivery(None)
+
+    def run() -> dict[str, Any]:
+        sent["bytes"] = 0
+        options = RedriveOptions(function="bench", dry_run=spec["dry_run"])
+        selection = Selection(store, TABLE, EventFilter(), tuple(REPLAY_COLUMNS))
+        with GcTimer() as collector:
+            started = time.perf_counter()
+            summary = redrive(selection, options, Checkpoint.open(None, {"bench": 1}), consumer)
+            total = time.perf_counter() - started
+        check.update(
+            records=summary.records,
+            batches=summary.batches,
+            invocations=summary.invocations,
+            payload_mb=round(sent["bytes"] / 1e6, 1),
+        )
+        return {
+            "total_s": total,
+            "events": summary.records,
+            "gc_s": collector.seconds,
+            "gc_full": collector.full,
+        }
+
+    runs = runs_of(spec["runs"], run)
+    return {"runs": runs, "check": check, "rss_ready_mb": rss_ready}
 
 
 def child_chunks(spec: dict[str, Any]) -> dict[str, Any]:
@@ -710,7 +878,9 @@ CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "generate": generate_worker,
     "state": child_state,
     "python": child_python,
-    "jsonl": child_jsonl,
+    "events": child_events,
+    "envelope_lines": child_envelope_lines,
+    "redrive": child_redrive,
     "chunks": child_chunks,
     "restore": child_restore,
 }
@@ -739,12 +909,16 @@ def run_child(mode: str, spec: dict[str, Any], env: dict[str, str] | None = None
 LABELS = {
     "state": "(1) state: fold_all over read_partition (Arrow)",
     "python": "(2) Python fold: dict[item_key] = last change",
-    "jsonl": "(3) JSON Lines: iter_events + orjson.dumps -> file",
+    "events": "(3) replayer events --output FILE",
+    "events_serial": "(3s) the same on one thread",
+    "envelope_lines": "(3b) baseline: pyarrow, envelope column as lines",
+    "redrive_dry_run": "(5) redrive --dry-run: records and batches",
+    "redrive_payloads": "(5b) redrive, consumer answers at once: payloads",
     "state_quarter": "(1q) state, first quarter of the hours",
     "state_slice": "(1s) state, --slice 1/4 (read_partition's slice)",
     "state_jemalloc": "(1j) state, ARROW_DEFAULT_MEMORY_POOL=jemalloc",
     "state_quarter_jemalloc": "(1jq) state, jemalloc, first quarter of the hours",
-    "jsonl_quarter": "(3q) JSON Lines, first quarter of the hours",
+    "events_quarter": "(3q) replayer events, first quarter of the hours",
     "restore_state": "(4a) restore --mode state -> DynamoDB Local",
     "restore_events": "(4b) restore --mode events -> DynamoDB Local",
     "restore_dry_run": "(4c) restore --mode state --dry-run, big archive",
@@ -774,16 +948,21 @@ def measure_archive(
     args: argparse.Namespace, results: dict[str, Any], folder: Path, info: dict[str, Any]
 ) -> None:
     common = {"archive": str(folder), "runs": args.repeat, "scratch": str(folder.parent)}
-    # A JSON Lines pass of the whole archive takes ~20 s here: at most 2 of them. The quarter
+    # A redrive pass of the whole archive takes ~10 s here: at most 2 of each. The quarter
     # and slice rows are there for their memory: one run each.
     once = {"runs": 1}
     quarter = {"until_us": info["boundary_us"], **once}
+    twice = {"runs": min(args.repeat, 2)}
     plan = [
         ("state", "state", {}),
         ("python", "python", {}),
-        ("jsonl", "jsonl", {"split": True, "runs": min(args.repeat, 2)}),
+        ("events", "events", {"profile": True, "split": True}),
+        ("events_serial", "events", {"serial": True}),
+        ("envelope_lines", "envelope_lines", {}),
+        ("redrive_dry_run", "redrive", {"dry_run": True, **twice}),
+        ("redrive_payloads", "redrive", {"dry_run": False, **twice}),
         ("state_quarter", "state", quarter),
-        ("jsonl_quarter", "jsonl", quarter),
+        ("events_quarter", "events", quarter),
         ("state_slice", "state", {"slice": [0, 4], **once}),
         ("state_jemalloc", "state", once),
         ("state_quarter_jemalloc", "state", quarter),
@@ -865,12 +1044,18 @@ def checks(results: dict[str, Any]) -> list[str]:
         variants["python"]["check"]["digest"],
         variants["state"]["check"]["digest"],
     )
-    expect("jsonl lines", variants["jsonl"]["check"]["lines"], big["changes"])
+    expect("events lines", variants["events"]["check"]["lines"], big["changes"])
+    expect("events_serial lines", variants["events_serial"]["check"]["lines"], big["changes"])
+    expect("baseline lines", variants["envelope_lines"]["check"]["lines"], big["changes"])
     expect(
-        "jsonl_quarter lines",
-        variants["jsonl_quarter"]["check"]["lines"],
+        "events_quarter lines",
+        variants["events_quarter"]["check"]["lines"],
         big["boundary"]["changes"],
     )
+    for name in ("redrive_dry_run", "redrive_payloads"):
+        expect(f"{name} records", variants[name]["check"]["records"], big["changes"])
+    payloads = variants["redrive_payloads"]["check"]
+    expect("redrive_payloads invocations", payloads["invocations"], payloads["batches"])
     small = results.get("restore_archive")
     for name in ("restore_state", "restore_events"):
         if name in variants and small:
@@ -886,6 +1071,50 @@ def checks(results: dict[str, Any]) -> list[str]:
             big["live"],
         )
     return failures
+
+
+def print_events(results: dict[str, Any]) -> None:
+    """replayer events against the baseline, redrive, and where the events' time goes."""
+    variants, target = results["variants"], results["events_target"]
+    events, base = variants["events"], variants["envelope_lines"]
+    dry, payloads = variants["redrive_dry_run"], variants["redrive_payloads"]
+    print(
+        f"\nreplayer events vs the baseline (3b): {target['x_baseline']:.2f}x the baseline's speed "
+        f"({events['best_s']:.2f} s vs {base['best_s']:.2f} s; first runs {events['first_s']:.2f} "
+        f"vs {base['first_s']:.2f} s); target >= {TARGET_EVENTS_RATIO:g}x: "
+        f"{'MET' if target['met'] else 'NOT MET'}"
+    )
+    print(
+        f"  output {events['check']['output_mb']:,} MB vs {base['check']['output_mb']:,} MB; "
+        f"peak RSS {mb(events['rss_peak_mb'])} vs {mb(base['rss_peak_mb'])}; cyclic GC in the "
+        f"first run {events['runs'][0]['gc_s'] * 1e3:.0f} ms, {events['runs'][0]['gc_full']} "
+        "full collections"
+    )
+    print(
+        f"redrive: --dry-run {dry['events_per_s']:,.0f} records/s, with payloads "
+        f"{payloads['events_per_s']:,.0f} records/s ({payloads['check']['invocations']:,} "
+        f"payloads, {payloads['check']['payload_mb']:,} MB), against replayer events' "
+        f"{events['events_per_s']:,.0f}; cyclic GC {dry['runs'][0]['gc_s']:.2f} s and "
+        f"{payloads['runs'][0]['gc_s']:.2f} s (first runs)"
+    )
+    split = events.get("rebuild_both_ways") or {}
+    if split:
+        print(
+            f"rebuilding one partition's text ({split['records']:,} records, to JSON Lines): "
+            f"Arrow string kernels {split['kernels_us']:.2f} us per record, a Python loop of "
+            f"splice() {split['python_us']:.2f} us"
+        )
+    profile = dict(events.get("profile") or {})
+    if profile:
+        wall = profile.pop("wall_s")
+        total = sum(profile.values()) or 1.0
+        print(
+            f"where replayer events' time goes (cProfile of one more run, on one thread: "
+            f"{wall:.2f} s under\n  the profiler; self time, library and builtin calls given to "
+            "the product function that made them)"
+        )
+        for label, seconds in profile.items():
+            print(f"  {label:<44} {seconds:>6.2f} s {seconds / total * 100:>5.1f} %")
 
 
 def mb(value: float) -> str:
@@ -921,28 +1150,37 @@ def print_report(results: dict[str, Any]) -> None:
     for name in (
         "state",
         "python",
-        "jsonl",
+        "events",
+        "events_serial",
+        "envelope_lines",
+        "redrive_dry_run",
+        "redrive_payloads",
         "state_quarter",
-        "jsonl_quarter",
+        "events_quarter",
         "state_slice",
         "state_jemalloc",
         "state_quarter_jemalloc",
     ):
         row = variants[name]
         first = f"{row['first_s']:>6.2f}" if len(row["runs"]) > 1 else f"{'-':>6}"
+        read = "-" if row["best_read_s"] is None else f"{row['best_read_s']:.2f}"
+        work = "-" if row["best_work_s"] is None else f"{row['best_work_s']:.2f}"
         print(
             f"{LABELS[name]:<52} {row['events']:>9,} {row['best_s']:>6.2f} {first} "
-            f"{row['best_cpu_s']:>5.2f} {row['best_read_s']:>6.2f} {row['best_work_s']:>6.2f} "
+            f"{row['best_cpu_s']:>5.2f} {read:>6} {work:>6} "
             f"{row['events_per_s']:>10,.0f} {mb(row['rss_peak_mb']):>8} "
             f"{mb(row['rss_added_mb']):>8}"
         )
     print(
-        "read s: list_partitions + read_partition (Parquet decode, order by sequence number, "
-        "drop repeated\n  event ids); work s: (1) the fold, (2) the Python loop, (3) rebuilding "
-        "each stream record +\n  orjson.dumps + write; 1st s: the first run ('-': one run "
-        "only; (3) runs at most twice);\n  cpu s: CPU time of the best run (below its wall "
-        "time when other work takes the cores);\n  +RSS: peak RSS minus the RSS after imports. "
-        f"Arrow's memory pool: {variants['state']['check']['memory_pool']} unless noted."
+        "read s: (1) (2) list_partitions + read_partition (Parquet decode, order by sequence "
+        "number, drop\n  repeated event ids), (3) reading and filtering the partitions' files "
+        "(in (3) on the read-ahead\n  thread, beside the rest); work s: (1) the fold, (2) the "
+        "Python loop, (3s) ordering, rebuilding\n  the text, writing; (3b) reads and writes only "
+        "the envelopes: no order, no images; (5) (5b)\n  run at most twice, (5b) builds every "
+        "payload; 1st s: the first run ('-': one run only);\n  cpu s: CPU time of the best run "
+        "(threads included; below its wall time when other work\n  takes the cores); +RSS: "
+        "peak RSS minus the RSS after imports. Arrow's memory pool:\n  "
+        f"{variants['state']['check']['memory_pool']} unless noted."
     )
 
     state, python, target = variants["state"], variants["python"], results["target"]
@@ -964,16 +1202,7 @@ def print_report(results: dict[str, Any]) -> None:
         f"removed), {check['state_mb']} MB of Arrow; the Python fold's state is identical: "
         f"{same}"
     )
-    split = variants["jsonl"].get("per_record") or {}
-    if split:
-        jsonl = variants["jsonl"]
-        print(
-            f"JSON Lines per record: read {jsonl['best_read_s'] / jsonl['events'] * 1e6:.1f} us "
-            f"and the loop {jsonl['best_work_s'] / jsonl['events'] * 1e6:.1f} us in the best "
-            f"run; on one partition\n  ({split['records']:,} records, streaming): rebuild the "
-            f"stream record {split['rebuild_us']:.1f} us, orjson.dumps {split['dumps_us']:.1f} "
-            f"us, write {split['write_us']:.1f} us; output {jsonl['check']['output_mb']:,} MB"
-        )
+    print_events(results)
 
     chunks = results["fold_chunks"]
     print(
@@ -989,7 +1218,7 @@ def print_report(results: dict[str, Any]) -> None:
 
     quarter, sliced = variants["state_quarter"], variants["state_slice"]
     jem, jem_quarter = variants["state_jemalloc"], variants["state_quarter_jemalloc"]
-    jsonl, jsonl_quarter = variants["jsonl"], variants["jsonl_quarter"]
+    events, events_quarter = variants["events"], variants["events_quarter"]
     print(
         f"\npeak RSS by archive size ({state['events']:,} vs {quarter['events']:,} changes, the "
         f"same keys; state rows {check['state_rows']:,} vs {quarter['check']['state_rows']:,})"
@@ -1003,7 +1232,7 @@ def print_report(results: dict[str, Any]) -> None:
         f"{mb(jem_quarter['rss_peak_mb'])}"
     )
     print(
-        f"  JSON Lines           {mb(jsonl['rss_peak_mb'])} vs {mb(jsonl_quarter['rss_peak_mb'])}"
+        f"  replayer events      {mb(events['rss_peak_mb'])} vs {mb(events_quarter['rss_peak_mb'])}"
     )
     print(
         f"  state fold of --slice 1/4: {mb(sliced['rss_peak_mb'])} "
@@ -1168,6 +1397,11 @@ def main(argv: list[str] | None = None) -> int:
         "x_python_fold_only": python["best_work_s"] / state["best_work_s"],
         "rate_met": state["events_per_s"] >= TARGET_RATE,
         "ratio_met": state["events_per_s"] / python["events_per_s"] >= TARGET_RATIO,
+    }
+    events, base = results["variants"]["events"], results["variants"]["envelope_lines"]
+    results["events_target"] = {
+        "x_baseline": base["best_s"] / events["best_s"],
+        "met": base["best_s"] / events["best_s"] >= TARGET_EVENTS_RATIO,
     }
     results["check_failures"] = checks(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
