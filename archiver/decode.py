@@ -347,6 +347,8 @@ def _decode_fast(
 
     Straight-line on purpose: at this rate every Python operation per record counts.
     """
+    if not (text.isascii() or _utf8(text)):
+        return None  # the images and the envelope are cut from it: one check covers them all
     ddb = fast.dynamodb
     arn = fast.eventSourceARN
     if arn is None:
@@ -399,6 +401,8 @@ def _decode_fast_kinesis(text: bytes, full_check: bool) -> ChangeRecord | None:
         change = _FAST_CHANGE.decode(inner)
     except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError):
         return None
+    if not (text.isascii() and inner.isascii()) and not (_utf8(text) and _utf8(inner)):
+        return None  # what the images and the envelope are cut from: one check covers them
     ddb = change.dynamodb
     table = change.tableName
     if table not in _valid_tables and not _remember_table(table):
@@ -439,8 +443,6 @@ def _cut_images(
 
     Exact: the envelope is the text with each image's value replaced by ``null``.
     """
-    # Each image member is cut out where its one member header sits. A header cannot occur
-    # inside a JSON string, so when it occurs once, that is the member.
     keys = bytes(ddb.Keys)
     new_raw, old_raw = ddb.NewImage, ddb.OldImage
     new = None if new_raw is _ABSENT else bytes(new_raw)
@@ -449,24 +451,37 @@ def _cut_images(
         new = None
     if old == b"null":
         old = None
+    # At the first member header followed by the image's own text (a header cannot occur
+    # inside a JSON string). Were that another member with the very same text, replay would
+    # still give back every byte; cuts that overlap, or an envelope whose placeholders are not
+    # one per image, take the exact walk instead.
     key_at = text.find(b'"Keys":') + 7
-    if key_at == 6 or text.count(b'"Keys":') != 1 or not text.startswith(keys, key_at):
+    if key_at == 6 or not text.startswith(keys, key_at):
         return None
     cuts = [(key_at, key_at + len(keys))]
-    for header, value, raw in ((b'"NewImage":', new, new_raw), (b'"OldImage":', old, old_raw)):
+    for header, value in ((b'"NewImage":', new), (b'"OldImage":', old)):
         if value is not None:
             at = text.find(header) + 11
-            if text.count(header) != 1 or not text.startswith(value, at):
+            if at == 10 or not text.startswith(value, at):
                 return None
             cuts.append((at, at + len(value)))
-        elif raw is _ABSENT and header in text:
-            return None
     cuts.sort()
     parts = [text[: cuts[0][0]]]
     for (_, end), (start, _) in pairwise(cuts):
+        if start < end:
+            return None
         parts += (b"null", text[end:start])
     parts += (b"null", text[cuts[-1][1] :])
-    return b"".join(parts), keys, new, old
+    envelope = b"".join(parts)
+    # Replay finds each image's place by its placeholder: one for each image the record has
+    # (an image that arrived as null keeps its null there), none for an absent one.
+    if (
+        envelope.count(b'"Keys":null') != 1
+        or envelope.count(b'"NewImage":null') != (new_raw is not _ABSENT)
+        or envelope.count(b'"OldImage":null') != (old_raw is not _ABSENT)
+    ):
+        return None
+    return envelope, keys, new, old
 
 
 def _fast_record(
@@ -502,11 +517,7 @@ def _fast_record(
                 _check_image(old, "OldImage", True)
         except RecordError:
             return None
-    elif (new is not None and (new[:1] != b"{" or not (new.isascii() or _utf8(new)))) or (
-        old is not None and (old[:1] != b"{" or not (old.isascii() or _utf8(old)))
-    ):
-        return None
-    if not (envelope.isascii() or _utf8(envelope)):
+    elif (new is not None and new[:1] != b"{") or (old is not None and old[:1] != b"{"):
         return None
     columns = _key_columns(keys)
     if columns is None:
