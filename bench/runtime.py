@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         default=2_800,
         help="records in the event (2,800 of ~2.1 KB: 6 MB, Lambda's largest)",
     )
-    parser.add_argument("--invocations", type=int, default=5, help="timed invocations")
+    parser.add_argument("--invocations", type=int, default=10, help="timed invocations")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cold-runs", type=int, default=5, help="new processes per cold start")
     parser.add_argument("--output", type=Path, default=RESULTS)

@@ -84,6 +84,9 @@ class RuntimeApi(LocalServer):
 
             def setup(self) -> None:
                 super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm holds
+                # the second until the runtime's delayed ACK, 40 ms later, as Lambda does not.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with api._lock:
                     api._sockets.add(self.connection)
 
