@@ -184,6 +184,8 @@ def _split_line(line: bytes, where: str) -> list[tuple[str, bytes]]:
     line = line.strip()
     if not line:
         return []
+    if line[:1] == b"{" and b'"Records"' not in line:
+        return [(where, line)]  # a record: the decoder reads it (or says what is wrong) once
     try:
         fields = decode_members(line)
     except JsonTextError:

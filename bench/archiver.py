@@ -257,6 +257,48 @@ def child_variant(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+INGEST_SIZES = (4, 8)  # JSON Lines files of this many batches: memory must not grow with it
+
+
+def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
+    """``archiver ingest`` of a JSON Lines file, as its CLI runs, with each image check."""
+    import orjson
+
+    from archiver.cli import main as archiver_main
+
+    quiet_logging()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-archiver-ingest-") as scratch:
+        for size in INGEST_SIZES:
+            path = os.path.join(scratch, f"changes-{size}.jsonl")
+            with open(path, "wb") as handle:
+                for part in range(size):  # a batch at a time: the file, not the list, grows
+                    for record in make_records(args.records, args.seed + part):
+                        handle.write(orjson.dumps(record) + b"\n")
+            gc.collect()
+            for check in ("full", "light"):
+                folder = tempfile.mkdtemp(prefix=f"ingest-{check}-", dir=scratch)
+                argv = ["ingest", "--archive", folder, "--image-check", check, "-q", path]
+                with open("/proc/self/clear_refs", "w") as refs:
+                    refs.write("5")  # Linux: the peak RSS starts again from the current RSS
+                rss_before = peak_rss_mb()
+                started = time.perf_counter()
+                code = archiver_main(argv, stdin=sys.stdin.buffer)
+                elapsed = time.perf_counter() - started
+                if code != 0:
+                    raise SystemExit(f"archiver ingest exited {code}")
+                out[f"{check}-{size}"] = {
+                    "records": args.records * size,
+                    "seconds": elapsed,
+                    "records_per_s": args.records * size / elapsed,
+                    "rss_peak_mb": round(peak_rss_mb(), 1),
+                    "rss_peak_before_mb": round(rss_before, 1),
+                    "rows": archive_summary(folder)["rows"],
+                }
+                shutil.rmtree(folder)
+    return out
+
+
 def child_cold(args: argparse.Namespace) -> dict[str, Any]:
     """A new interpreter: import the handler, then invoke it (as a cold Lambda would)."""
     started = time.perf_counter()
@@ -578,6 +620,24 @@ def print_report(results: dict[str, Any]) -> None:
         f"{'MET' if target['ratio_met'] else 'NOT MET'}; >= {TARGET_RATE:,} records/s: "
         f"{target['records_per_s']:,.0f} {'MET' if target['rate_met'] else 'NOT MET'}"
     )
+    lambda_rate = results["variants"]["bytes"]["records_per_s"]
+    print(
+        "\narchiver ingest of JSON Lines (a fresh folder each; CLI in process, files read line by line)"
+    )
+    for name, row in results["ingest"].items():
+        check = name.split("-")[0]
+        print(
+            f"  {row['records']:>7,} records, --image-check {check:<5} {row['seconds']:>6.2f} s "
+            f"{row['records_per_s']:>9,.0f} records/s  {row['records_per_s'] / lambda_rate:>5.2f}x (f)"
+            f"  peak RSS {row['rss_peak_mb']:>5.0f} MB"
+        )
+    light = [row for name, row in results["ingest"].items() if name.startswith("light")]
+    print(
+        f"issue target: ingest at least as fast per record as the Lambda path (f): light "
+        f"{min(r['records_per_s'] for r in light) / lambda_rate:.2f}x; memory flat in the "
+        f"records: peak {light[0]['rss_peak_mb']:.0f} MB for {light[0]['records']:,}, "
+        f"{light[-1]['rss_peak_mb']:.0f} MB for {light[-1]['records']:,}"
+    )
     probe = results["orjson_retained"]
     print(
         f"orjson {probe['orjson']}: one dumps() of a {probe['mean_json_bytes']} B image keeps "
@@ -661,7 +721,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the record generator")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
-    parser.add_argument("--child", choices=[*VARIANTS, "cold", "profile"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=[*VARIANTS, "cold", "profile", "ingest"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.records < COLD_BATCH:
         parser.error(f"--repeat must be >= 1 and --records >= {COLD_BATCH}")
@@ -671,7 +733,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        child = {"cold": child_cold, "profile": child_profile}.get(args.child, child_variant)
+        child = {"cold": child_cold, "profile": child_profile, "ingest": child_ingest}.get(
+            args.child, child_variant
+        )
         print(json.dumps(child(args)))
         return 0
 
@@ -708,6 +772,8 @@ def main(argv: list[str] | None = None) -> int:
         "rate_met": ours["records_per_s"] >= TARGET_RATE,
     }
 
+    print("measuring archiver ingest of JSON Lines ...", flush=True)
+    results["ingest"] = run_child(args, "ingest")
     print("measuring start-up ...", flush=True)
     results["startup"] = startup_modes(args)
     print("profiling the handler ...", flush=True)
