@@ -53,6 +53,7 @@ __all__ = [
     "decode_record",
     "item_identifier",
     "table_of",
+    "typed_records",
 ]
 
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[^:]*:[^:]*:table/(?P<table>[^/]+)/stream/.+$")
@@ -268,6 +269,26 @@ def item_identifier(raw: Any) -> str | None:
     return _string(_fields(fields.get("dynamodb", b"null")), "SequenceNumber")
 
 
+class _FastEvent(msgspec.Struct):
+    Records: list[_FastRecord]
+
+
+_FAST_EVENT = msgspec.json.Decoder(_FastEvent)
+
+
+def typed_records(body: bytes) -> list[Any] | None:
+    """The typed decode of every record of a DynamoDB Streams event at once, else None.
+
+    One pass over the body instead of one per record; None as soon as any
+    record is not a plain DynamoDB Streams record (Kinesis, or one to refuse),
+    and each record then takes its own decode.
+    """
+    try:
+        return list(_FAST_EVENT.decode(body).Records)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 # --- one record ---------------------------------------------------------------------------
 
 
@@ -278,6 +299,7 @@ def decode_record(
     *,
     stream_arn: str | None = None,
     full_check: bool = False,
+    typed: Any = None,
 ) -> ChangeRecord:
     """Decode and check one stream record given as its JSON text (or as a Python object).
 
@@ -296,12 +318,19 @@ def decode_record(
         ``eventSourceARN``: it is added to the envelope, as Lambda adds it).
     full_check
         Check every attribute value of every image against DynamoDB's types.
+    typed
+        The record's typed decode when the caller made it already, for a whole
+        event at once (see :func:`typed_records`).
 
     Raises
     ------
     RecordError
         Naming the record (table/eventID/sequence) and what was wrong.
     """
+    if typed is not None:
+        record = _decode_fast(raw, typed, default_table, shard_id, stream_arn, full_check)
+        if record is not None:
+            return record
     if not isinstance(raw, bytes | bytearray | memoryview):
         if not isinstance(raw, dict):
             raise RecordError(f"a stream record must be a JSON object, got {type(raw).__name__}")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from archiver.archive.store import ArchiveStore
-from archiver.decode import item_identifier
+from archiver.decode import item_identifier, typed_records
 from archiver.metrics import emf_line
 from archiver.split import EventShapeError, split_event
 from archiver.write import ArchiveOptions, ArchiveReport, archive_records
@@ -121,7 +121,11 @@ def handle_bytes(body: bytes, context: Any = None) -> dict[str, list[dict[str, s
     The bytes path of our own runtime (:mod:`archiver.runtime`): each record's
     text goes to the decoder as it arrived, nothing is parsed into dicts.
     """
-    return _archive(split_event(body), context)
+    records = split_event(body)
+    typed = typed_records(body)
+    return _archive(
+        records, context, typed if typed is not None and len(typed) == len(records) else None
+    )
 
 
 def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
@@ -129,12 +133,14 @@ def handler(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
     return _archive(records_of(event), context)
 
 
-def _archive(records: list[Any], context: Any) -> dict[str, list[dict[str, str]]]:
+def _archive(
+    records: list[Any], context: Any, typed: list[Any] | None = None
+) -> dict[str, list[dict[str, str]]]:
     prepare()
     assert _state is not None
     store, options, namespace = _state
     started = time.perf_counter()
-    report = archive_records(records, store, options)
+    report = archive_records(records, store, options, typed=typed)
     write_latency_ms = (time.perf_counter() - started) * 1000
     request_id = getattr(context, "aws_request_id", None)
     if namespace is not None:

@@ -81,8 +81,13 @@ class Decoded:
         shard_ids: Sequence[str | None] | None = None,
         *,
         stream_arn: str | None = None,
+        typed: Sequence[Any] | None = None,
     ) -> None:
-        """Decode ``raw_records`` (JSON text, or dicts) after the ones already added."""
+        """Decode ``raw_records`` (JSON text, or dicts) after the ones already added.
+
+        ``typed``, when given, is :func:`archiver.decode.typed_records` of the event the
+        records were cut from, one per record.
+        """
         positions, records, dead = self.positions, self.records, self.dead
         default_table, full_check = options.default_table, options.full_check
         collecting = gc.isenabled()
@@ -92,7 +97,12 @@ class Decoded:
                 try:
                     shard = shard_ids[index] if shard_ids is not None else None
                     record = decode_record(
-                        raw, default_table, shard, stream_arn=stream_arn, full_check=full_check
+                        raw,
+                        default_table,
+                        shard,
+                        stream_arn=stream_arn,
+                        full_check=full_check,
+                        typed=typed[index] if typed is not None else None,
                     )
                 except RecordError as err:
                     dead.append((self.count + index, raw, err))
@@ -113,6 +123,7 @@ def archive_records(
     *,
     stream_arn: str | None = None,
     origins: Sequence[str] | None = None,
+    typed: Sequence[Any] | None = None,
 ) -> ArchiveReport:
     """Archive ``raw_records`` into ``store``; report what was stored and what was not.
 
@@ -132,6 +143,9 @@ def archive_records(
         The stream GetRecords records were read from (they carry no ``eventSourceARN``).
     origins
         Where each record came from (``file:line``), written into its dead letter if it has one.
+    typed
+        The records' typed decode, made for a whole event at once
+        (:func:`archiver.decode.typed_records`), if the caller has it.
 
     Returns
     -------
@@ -141,7 +155,7 @@ def archive_records(
         archived, whatever it holds, is dead-lettered with its reason.
     """
     decoded = Decoded()
-    decoded.add(raw_records, options, shard_ids, stream_arn=stream_arn)
+    decoded.add(raw_records, options, shard_ids, stream_arn=stream_arn, typed=typed)
     return write_decoded(decoded, store, options, origins=origins)
 
 

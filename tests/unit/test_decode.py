@@ -24,7 +24,7 @@ from archiver import decode
 from archiver.archive.codec import item_key
 from archiver.archive.errors import RecordError
 from archiver.archive.record import ChangeRecord, EventName
-from archiver.decode import decode_record, item_identifier, table_of
+from archiver.decode import decode_record, item_identifier, table_of, typed_records
 from archiver.jsontext import decode_members
 from archiver.split import split_event
 from devkit.traffic import kinesis_record
@@ -1027,3 +1027,21 @@ def test_decoded_record_is_frozen_and_untracked_by_the_cyclic_gc() -> None:
     with pytest.raises(AttributeError):
         decoded.table_name = "other"  # type: ignore[misc]
     assert not gc.is_tracked(decoded)
+
+
+def test_typed_records_decodes_a_plain_event_at_once_and_declines_any_other() -> None:
+    # Given an event of DynamoDB Streams records, one with a Kinesis record, one with a poison
+    plain = [make_record(), {**make_record("INSERT", "NEW_IMAGE"), "eventID": "e2"}]
+    kinesis = kinesis_record(plain[0], 1)
+    poison = {**make_record(), "eventName": "UPSERT"}
+    # When each is decoded as a whole
+    typed = typed_records(orjson.dumps({"Records": plain}))
+    # Then the plain one gives one typed record per record, which decode exactly as the
+    # record texts do alone, and the others are left to each record's own decode
+    assert typed is not None and len(typed) == 2
+    texts = [orjson.dumps(r) for r in plain]
+    assert [decode_record(t, typed=s) for t, s in zip(texts, typed, strict=True)] == [
+        decode_record(t) for t in texts
+    ]
+    assert typed_records(orjson.dumps({"Records": [*plain, kinesis]})) is None
+    assert typed_records(orjson.dumps({"Records": [*plain, poison]})) is None
