@@ -23,6 +23,7 @@ from .layout import object_name
 from .record import KINESIS_SOURCE, SEQUENCE_WIDTH, ChangeRecord
 from .schema import (
     BASE_COLUMN_NAMES,
+    COLUMNS,
     METADATA_SCHEMA_VERSION,
     SCHEMA_VERSION,
     Col,
@@ -156,6 +157,8 @@ def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
         use_dictionary=_DICTIONARY_COLUMNS,
         write_statistics=_STATISTICS_COLUMNS + [n for n in table.column_names if n not in base],
         sorting_columns=[pq.SortingColumn(table.schema.get_field_index(name)) for name in sorting],
+        # A CRC32 on every page: a flipped bit is a read error naming the file, not other data.
+        write_page_checksum=True,
     )
     data: bytes = sink.getvalue().to_pybytes()
     return data
@@ -189,14 +192,35 @@ def read_archive_file(
         When ``name`` was written by a newer schema version.
     """
     try:
-        parquet = pq.ParquetFile(source)
+        # Pages written with a checksum are checked as they are read (older files have none).
+        parquet = pq.ParquetFile(source, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as err:
         raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
     check_schema_version(parquet.schema_arrow, name)
+    check_columns(parquet.schema_arrow, name)
     try:
         return parquet.read(columns=columns)
     except (pa.ArrowInvalid, OSError) as err:
         raise FormatError(f"{name}: unreadable ({err})") from None
+
+
+_BASE_TYPES = {name: kind for name, kind, _, _ in COLUMNS}
+
+
+def check_columns(schema: pa.Schema, name: str) -> None:
+    """FormatError naming the file unless it holds every column of the schema, of its type.
+
+    The footer (where column names and types live) carries no checksum: a
+    damaged one must not make a column quietly disappear or change its type.
+    """
+    missing = [column for column in _BASE_TYPES if column not in schema.names]
+    if missing:
+        raise FormatError(f"{name}: not an archive file of its version: no {', '.join(missing)}")
+    for column, kind in _BASE_TYPES.items():
+        if schema.field(column).type != kind:
+            raise FormatError(
+                f"{name}: column {column} is {schema.field(column).type}, expected {kind}"
+            )
 
 
 def check_schema_version(schema: pa.Schema, name: str) -> int:

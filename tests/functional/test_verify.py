@@ -17,7 +17,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from archiver.archive.codec import encode_records
+from archiver.archive.codec import encode_records, read_archive_file
+from archiver.archive.errors import FormatError
 from archiver.archive.layout import partition_of
 from archiver.archive.store import ArchiveStore, open_store
 from archiver.compact import compact
@@ -245,6 +246,54 @@ class TestCounts:
         # while the readable files are still counted
         assert table_report(run, "orders")["events"] == len(records)
         assert table_report(run, "orders")["files"] == len(good)
+
+
+    def test_every_flipped_byte_of_a_file_is_named_by_verify_or_changes_nothing(
+        self, local_archive: str, verify: Any
+    ) -> None:
+        # Given an archive file, and every byte of it flipped in turn (a bit of each, in steps)
+        store = open_store(local_archive)
+        write_batches(store, changes("orders", 60, seed=8, seconds=1.0), size=60)
+        [key] = data_keys(store, "orders")
+        original = store.get(key)
+        expected = pq.read_table(io.BytesIO(original))
+        silent = missed = 0
+        for position in range(0, len(original), max(1, len(original) // 150)):
+            flipped = bytearray(original)
+            flipped[position] ^= 0x10
+            store.put(key, bytes(flipped))
+            # When the archive is read, and verified
+            try:
+                with store.open(key) as handle:
+                    read = read_archive_file(handle, key)
+            except FormatError:
+                read = None
+            run = verify(local_archive)
+            # Then a flip either changes nothing that is read, or is an error naming the file,
+            # and verify fails exactly when reading does
+            if read is not None and not read.equals(expected):
+                silent += 1
+            if (read is None) != (run.code == 1):
+                missed += 1
+        store.put(key, original)
+        assert (silent, missed) == (0, 0)
+
+    def test_a_file_without_a_column_fails_naming_the_file_and_the_column(
+        self, local_archive: str, verify: Any
+    ) -> None:
+        # Given an archive file rewritten without its envelope column (replay needs it)
+        store = open_store(local_archive)
+        write_batches(store, changes("orders", 40, seed=9, seconds=1.0), size=40)
+        [key] = data_keys(store, "orders")
+        table = pq.read_table(store.open(key))
+        sink = io.BytesIO()
+        pq.write_table(table.drop_columns(["envelope"]), sink)
+        store.put(key, sink.getvalue())
+        # When it is verified, Then it fails, naming the file and the column
+        run = verify(local_archive)
+        assert run.code == 1
+        [problem] = table_report(run, "orders")["problems"]
+        assert key in problem and "envelope" in problem
 
 
 class TestShards:
