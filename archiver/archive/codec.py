@@ -58,6 +58,8 @@ _STATISTICS_COLUMNS = [
     Col.SIZE_BYTES,
     Col.TTL_DELETE,
 ]
+# Rows per row group: a poller's flush or a compaction encodes and writes one at a time.
+ROW_GROUP_ROWS = 10_000
 
 
 def batch_name(records: Sequence[ChangeRecord]) -> str:
@@ -96,6 +98,25 @@ def encode_records(
     bytes
         The Parquet file.
     """
+    kinesis = any(r.event_source == KINESIS_SOURCE for r in records)
+    schema = arrow_schema(promoted)
+    sink = pa.BufferOutputStream()
+    # A row group at a time: the Arrow copy of a large batch (a poller's flush) never exists
+    # whole beside the records it comes from.
+    with _writer(sink, schema, kinesis=kinesis) as writer:
+        for start in range(0, len(records), ROW_GROUP_ROWS):
+            part = records[start : start + ROW_GROUP_ROWS]
+            writer.write_table(_table(part, schema, promoted, plain_images))
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def _table(
+    records: Sequence[ChangeRecord],
+    schema: pa.Schema,
+    promoted: tuple[PromotedColumn, ...],
+    plain_images: bool,
+) -> pa.Table:
     # One pass per column: a comprehension costs a fraction of an append per field.
     sources = [r.event_source for r in records]
     widths = {source: SEQUENCE_WIDTH[source] for source in set(sources)}
@@ -138,28 +159,31 @@ def encode_records(
                 out.append(col.value(found))
         for col, out in zip(promoted, promoted_values, strict=True):
             columns[col.column] = out
-    schema = arrow_schema(promoted)
-    table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [pa.array(columns[field.name], type=field.type) for field in schema], schema=schema
     )
-    return write_parquet(table, kinesis=any(source == KINESIS_SOURCE for source in sources))
+
+
+def _writer(sink: Any, schema: pa.Schema, *, kinesis: bool) -> pq.ParquetWriter:
+    sorting = [Col.CHANGE_TIME, Col.SEQUENCE_NUMBER] if kinesis else [Col.SEQUENCE_NUMBER]
+    base = set(BASE_COLUMN_NAMES)
+    return pq.ParquetWriter(
+        sink,
+        schema,
+        compression="zstd",
+        use_dictionary=_DICTIONARY_COLUMNS,
+        write_statistics=_STATISTICS_COLUMNS + [n for n in schema.names if n not in base],
+        sorting_columns=[pq.SortingColumn(schema.get_field_index(name)) for name in sorting],
+        # A CRC32 on every page: a flipped bit is a read error naming the file, not other data.
+        write_page_checksum=True,
+    )
 
 
 def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
     """An archive table (schema and metadata already set, rows in archive order) as Parquet bytes."""
-    sorting = [Col.CHANGE_TIME, Col.SEQUENCE_NUMBER] if kinesis else [Col.SEQUENCE_NUMBER]
-    base = set(BASE_COLUMN_NAMES)
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
-        sink,
-        compression="zstd",
-        use_dictionary=_DICTIONARY_COLUMNS,
-        write_statistics=_STATISTICS_COLUMNS + [n for n in table.column_names if n not in base],
-        sorting_columns=[pq.SortingColumn(table.schema.get_field_index(name)) for name in sorting],
-        # A CRC32 on every page: a flipped bit is a read error naming the file, not other data.
-        write_page_checksum=True,
-    )
+    with _writer(sink, table.schema, kinesis=kinesis) as writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     data: bytes = sink.getvalue().to_pybytes()
     return data
 

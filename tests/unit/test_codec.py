@@ -461,3 +461,25 @@ def test_pretty_printed_records_round_trip_as_the_same_json() -> None:
     data = encode_records(decoded)
     assert read_back(data) == raws
     assert [orjson.loads(text) for text in read_texts(data)] == raws
+
+
+def test_a_large_batch_is_written_a_row_group_at_a_time_and_reads_back_whole() -> None:
+    # Given more records than one row group holds (a poller's flush)
+    from archiver.archive.codec import ROW_GROUP_ROWS
+    from devkit.traffic import TableHistory
+
+    count = 2 * ROW_GROUP_ROWS + 17
+    history = TableHistory("orders", seed=5, items=300, seconds_per_change=0.001)
+    raws, records = sort_for_archive(history.changes(count))
+    # When they are encoded as one file
+    data = encode_records(records)
+    # Then it holds one row group per ROW_GROUP_ROWS records, each declaring the sort order,
+    # and reads back as every record exactly, in order
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [
+        ROW_GROUP_ROWS,
+        ROW_GROUP_ROWS,
+        17,
+    ]
+    assert all(meta.row_group(i).sorting_columns for i in range(meta.num_row_groups))
+    assert read_texts(data) == [orjson.dumps(r) for r in raws]
