@@ -247,7 +247,6 @@ class TestCounts:
         assert table_report(run, "orders")["events"] == len(records)
         assert table_report(run, "orders")["files"] == len(good)
 
-
     def test_every_flipped_byte_of_a_file_is_named_by_verify_or_changes_nothing(
         self, local_archive: str, verify: Any
     ) -> None:
