@@ -319,3 +319,26 @@ def _sequence(record: dict[str, Any]) -> str:
     if "kinesis" in record:
         return str(record["kinesis"]["sequenceNumber"])
     return str(record["dynamodb"]["SequenceNumber"])
+
+
+def insert_record(
+    event_id: str, sequence: int, new_image: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One small INSERT of table ``orders`` as Lambda delivers it: key ``pk`` = ``event_id``."""
+    keys = {"pk": {"S": event_id}}
+    return {
+        "eventID": event_id,
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1_795_000_000 + sequence,
+            "Keys": keys,
+            "NewImage": new_image if new_image is not None else {**keys, "n": {"N": "1"}},
+            "SequenceNumber": str(10**20 + sequence),
+            "SizeBytes": 30,
+            "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": stream_arn("orders"),
+    }

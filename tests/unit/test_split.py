@@ -17,27 +17,13 @@ import pytest
 
 from archiver.jsontext import JsonTextError, decode_members
 from archiver.split import EventShapeError, iter_document, split_document, split_event, split_page
+from tests.strategies import insert_record
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-11-27T00:00:00.000"
 
 
 def record(event_id: str, sequence: int) -> dict[str, Any]:
-    keys = {"pk": {"S": event_id}}
-    return {
-        "eventID": event_id,
-        "eventName": "INSERT",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1_795_000_000 + sequence,
-            "Keys": keys,
-            "NewImage": {**keys, "note": {"S": "x"}},
-            "SequenceNumber": str(10**20 + sequence),
-            "StreamViewType": "NEW_IMAGE",
-        },
-        "eventSourceARN": ARN,
-    }
+    return insert_record(event_id, sequence, {"pk": {"S": event_id}, "note": {"S": "x"}})
 
 
 A, B, C = (orjson.dumps(record(name, n)) for n, name in enumerate("abc", 1))

@@ -25,7 +25,13 @@ from archiver.archive.reader import iter_events, iter_record_texts
 from archiver.archive.store import LocalStore
 from archiver.split import iter_document
 from archiver.write import ArchiveOptions, ArchiveReport, archive_records
-from tests.strategies import dynamodb_records, kinesis_records, record_batches, stream_arn
+from tests.strategies import (
+    dynamodb_records,
+    insert_record,
+    kinesis_records,
+    record_batches,
+    stream_arn,
+)
 
 PROPERTY = settings(
     max_examples=60,
@@ -68,24 +74,7 @@ def texts_of(store: LocalStore, table: str = "orders") -> list[bytes]:
     ]
 
 
-def record(event_id: str, sequence: int, new_image: dict[str, Any] | None = None) -> dict[str, Any]:
-    keys = {"pk": {"S": event_id}}
-    return {
-        "eventID": event_id,
-        "eventName": "INSERT",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1_795_000_000 + sequence,
-            "Keys": keys,
-            "NewImage": new_image if new_image is not None else {**keys, "n": {"N": "1"}},
-            "SequenceNumber": str(10**20 + sequence),
-            "SizeBytes": 30,
-            "StreamViewType": "NEW_IMAGE",
-        },
-        "eventSourceARN": ARN,
-    }
+record = insert_record
 
 
 # --- the bytes path and the dict path --------------------------------------------------------
