@@ -91,7 +91,7 @@ class Decoded:
         positions, records, dead = self.positions, self.records, self.dead
         default_table, full_check = options.default_table, options.full_check
         collecting = gc.isenabled()
-        gc.disable()  # many small objects, no cycles: see archive_records
+        gc.disable()  # many small objects, no cycles: see write_decoded
         try:
             for index, raw in enumerate(raw_records):
                 try:
