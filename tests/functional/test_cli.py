@@ -139,6 +139,17 @@ def clean(messages: str) -> None:
 # --- archiver ingest ----------------------------------------------------------------------------
 
 
+def ingest_between_good_files(
+    ingest: Any, tmp_path: Path, archive: str, content: bytes
+) -> tuple[list[dict[str, Any]], Any]:
+    """``archiver ingest`` of a good file, ``bad.json`` holding ``content``, a good file."""
+    records = changes(40)
+    first = write(tmp_path / "first.json", orjson.dumps(records[:20]))
+    bad = write(tmp_path / "bad.json", content)
+    last = write(tmp_path / "last.json", orjson.dumps({"Records": records[20:]}))
+    return records, ingest("--archive", archive, first, bad, last)
+
+
 class TestIngest:
     def test_event_array_and_json_lines_files_are_archived_in_one_command(
         self, ingest: Any, tmp_path: Path, local_archive: str
@@ -231,13 +242,8 @@ class TestIngest:
         where: str,
         problem: str,
     ) -> None:
-        # Given a malformed file between two good ones
-        records = changes(40)
-        first = write(tmp_path / "first.json", orjson.dumps(records[:20]))
-        bad = write(tmp_path / "bad.json", content)
-        last = write(tmp_path / "last.json", orjson.dumps({"Records": records[20:]}))
-        # When they are ingested in one command
-        result = ingest("--archive", local_archive, first, bad, last)
+        # Given a malformed file between two good ones, When they are ingested in one command
+        records, result = ingest_between_good_files(ingest, tmp_path, local_archive, content)
         # Then the command fails after archiving the good files, and names the bad one
         assert result.code == 1
         assert f"{tmp_path / where}: " in result.messages
@@ -257,13 +263,9 @@ class TestIngest:
     def test_a_line_that_is_not_json_is_dead_lettered_with_its_file_and_line(
         self, ingest: Any, tmp_path: Path, local_archive: str, content: bytes, line: int
     ) -> None:
-        # Given a file with a line that is not JSON between two good files
-        records = changes(40)
-        first = write(tmp_path / "first.json", orjson.dumps(records[:20]))
-        bad = write(tmp_path / "bad.json", content)
-        last = write(tmp_path / "last.json", orjson.dumps({"Records": records[20:]}))
-        # When they are ingested in one command
-        result = ingest("--archive", local_archive, first, bad, last)
+        # Given a file with a line that is not JSON between two good files, When they are
+        # ingested in one command
+        records, result = ingest_between_good_files(ingest, tmp_path, local_archive, content)
         # Then the good records are archived, the line is dead-lettered naming file and line,
         # and the command fails with the count
         assert result.code == 1
