@@ -36,9 +36,12 @@ bench: venv servers
 	$(BIN)/python bench/replayer.py
 	$(BIN)/python bench/poller.py
 
+# ruff, the format check, strict mypy and the import contracts (pyproject.toml); .ci/run runs it first.
 lint: venv
 	$(BIN)/ruff check archiver replayer devkit tests bench
+	$(BIN)/ruff format --check archiver replayer devkit tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # `sam build` (deploy/template.yaml, BuildMethod: makefile) runs this with ARTIFACTS_DIR set:
 # the package and its pinned dependencies as wheels for Lambda's python3.12 on x86_64, less

@@ -388,9 +388,9 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
 
 def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     from archiver.archive.layout import validate_table_name
+    from archiver.archive.times import parse_time
     from archiver.compact import compact as run_compaction
     from archiver.stores import store_for
-    from replayer.window import parse_time
 
     settings = _settings(args)
     if args.table:

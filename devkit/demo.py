@@ -62,8 +62,8 @@ def archive_through_handler(uri: str, events: list[dict[str, object]]) -> tuple[
 
 def restore_demo(uri: str, records: list[dict[str, Any]], env: dict[str, str], until: str) -> None:
     """Rebuild the orders table as it was at `until` in DynamoDB Local, and check it."""
+    from archiver.archive.times import parse_time
     from devkit.servers import DynamoDBLocal, ServerError
-    from replayer.window import parse_time
 
     try:
         ddb = DynamoDBLocal().start()
@@ -182,7 +182,7 @@ def main() -> int:
             env,
         )
         replayed = [orjson.loads(line) for line in io.StringIO(out)]
-        from replayer.window import parse_time
+        from archiver.archive.times import parse_time
 
         lo, hi = parse_time(since) // 10**6, parse_time(until) // 10**6
         expected = [

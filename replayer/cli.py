@@ -255,7 +255,7 @@ def _filter(args: argparse.Namespace) -> Any:
     from archiver.archive.errors import InvalidNameError
     from archiver.archive.layout import validate_table_name
     from archiver.archive.reader import EventFilter
-    from replayer.window import parse_time
+    from archiver.archive.times import parse_time
 
     try:
         validate_table_name(args.table)
@@ -336,7 +336,7 @@ def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
 
 def ls(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     from archiver.archive.reader import list_tables, summarize_table
-    from replayer.window import format_us
+    from archiver.archive.times import format_us
 
     store = _store(args)
     tables = list_tables(store)
@@ -429,9 +429,11 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     )
     dead_letters = None
     if args.on_error == "dead-letter":
-        from archiver.stores import store_for
+        from archiver.archive.store import open_store
 
-        dead_letters = store_for(store.uri, {"ServerSideEncryption": "AES256"})
+        dead_letters = open_store(
+            store.uri, s3_additional_kwargs={"ServerSideEncryption": "AES256"}
+        )
     invoker = LambdaInvoker(args.function)
     from archiver.archive.reader import REPLAY_COLUMNS
 
@@ -530,8 +532,8 @@ def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
 
 def verify(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     from archiver.archive.layout import validate_table_name
+    from archiver.archive.times import format_us
     from replayer.verify import verify as run
-    from replayer.window import format_us
 
     if args.table:
         try:
@@ -561,7 +563,7 @@ def verify(args: argparse.Namespace, stdout: IO[bytes]) -> int:
 
 
 def format_until(us: int | None) -> str:
-    from replayer.window import format_us
+    from archiver.archive.times import format_us
 
     return format_us(us)
 

@@ -21,13 +21,13 @@ from archiver.archive.codec import encode_records, read_archive_file
 from archiver.archive.errors import FormatError
 from archiver.archive.layout import partition_of
 from archiver.archive.store import ArchiveStore, open_store
+from archiver.archive.times import format_us
 from archiver.compact import compact
 from archiver.decode import decode_record
 from archiver.poller import ShardCheckpoints, checkpoint_key
 from archiver.write import archive_records
 from devkit.traffic import TableHistory
 from replayer import cli as replayer_cli
-from replayer.window import format_us
 
 US = 1_000_000
 SHARDS = ("shardId-00000001795000000000-aaaaaaaa", "shardId-00000001795000000000-bbbbbbbb")

@@ -1,4 +1,4 @@
-"""Time arguments: ISO-8601 or epoch seconds in, epoch microseconds (UTC) out."""
+"""Times: ISO-8601 or epoch seconds in, epoch microseconds (UTC) out, and back; shared by both sides."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Replay window arguments: ISO-8601 or epoch seconds in, epoch microseconds (UTC) out."""
+"""Time arguments (archiver.archive.times): ISO-8601 or epoch seconds in, epoch microseconds out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replayer.window import format_us, parse_time
+from archiver.archive.times import format_us, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
