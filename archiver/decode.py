@@ -637,10 +637,9 @@ def _key_columns(keys_text: bytes) -> tuple[bytes, bytes] | None:
 class _Change:
     """The DynamoDB change inside a record: its fields, images and envelope text."""
 
-    __slots__ = ("ddb", "envelope", "exact", "fields", "images", "text")
+    __slots__ = ("ddb", "envelope", "exact", "fields", "images")
 
     def __init__(self, text: bytes, fields: dict[str, msgspec.Raw], where: str) -> None:
-        self.text = text
         self.fields = fields
         raw = fields.get("dynamodb")
         if raw is None:
