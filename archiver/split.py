@@ -10,8 +10,9 @@ surrogate) is cut by a tolerant scanner instead, so each record fails on its own
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import IO, Any
 
 import msgspec
 
@@ -24,7 +25,14 @@ from archiver.jsontext import (
     top_level_values,
 )
 
-__all__ = ["EventShapeError", "iter_document", "split_document", "split_event", "split_page"]
+__all__ = [
+    "EventShapeError",
+    "iter_chunks",
+    "iter_document",
+    "split_document",
+    "split_event",
+    "split_page",
+]
 
 _OPTIONAL_STR = msgspec.json.Decoder(str | None)
 
@@ -226,10 +234,32 @@ def _records_of(text: bytes, fields: dict[str, msgspec.Raw], where: str) -> list
 
 
 def iter_document(handle: IO[bytes], name: str) -> Iterator[tuple[str, bytes]]:
-    """As :func:`split_document`, reading JSON Lines a line at a time (memory flat in the lines).
+    """As :func:`split_document`, reading JSON Lines a chunk of lines at a time (memory flat).
 
     A file whose first line is a whole JSON object or array, followed by more
     lines, is JSON Lines; any other file is read whole.
+    """
+    for origins, texts, _ in iter_chunks(handle, name, 1_000, _no_typed_decode):
+        yield from zip(origins, texts, strict=True)
+
+
+def _no_typed_decode(body: bytes) -> None:
+    return None
+
+
+def iter_chunks(
+    handle: IO[bytes],
+    name: str,
+    size: int,
+    typed_event: Callable[[bytes], list[Any] | None],
+) -> Iterator[tuple[list[str], list[bytes], list[Any] | None]]:
+    """As :func:`iter_document`, about ``size`` records at a time: ``(origins, texts, typed)``.
+
+    JSON Lines of plain records (what a backfill usually is) take one typed decode
+    per chunk: ``typed_event`` of the lines joined as one Lambda event (see
+    :func:`archiver.decode.typed_records`), given back in ``typed``, one per text.
+    Lines it refuses are cut one by one, and their ``typed`` is None (or ``typed``
+    is None for a file that is not JSON Lines).
     """
     head: list[tuple[int, bytes]] = []
     number = 0
@@ -242,13 +272,37 @@ def iter_document(handle: IO[bytes], name: str) -> Iterator[tuple[str, bytes]]:
     first = head[0][1].strip() if head else b""
     if len(head) < 2 or not _whole_value(first):
         rest = handle.read() if len(head) == 2 else b""
-        yield from split_document(b"".join(line for _, line in head) + rest, name)
+        cut = split_document(b"".join(line for _, line in head) + rest, name)
+        for at in range(0, len(cut), size):
+            part = cut[at : at + size]
+            yield [where for where, _ in part], [text for _, text in part], None
         return
-    for at, line in head:
-        yield from _split_line(line, f"{name}:{at}")
-    for line in handle:
-        number += 1
-        yield from _split_line(line, f"{name}:{number}")
+    # The first lines join the first chunk (their typed decode left to the decoder).
+    cut = [record for at, line in head for record in _split_line(line, f"{name}:{at}")]
+    origins: list[str] = [where for where, _ in cut]
+    texts: list[bytes] = [text for _, text in cut]
+    typed: list[Any] = [None] * len(cut)
+    while lines := list(islice(handle, max(size - len(texts), 1))):
+        stripped = [line.strip() for line in lines]
+        decoded = None
+        if all(text[:1] == b"{" for text in stripped):
+            decoded = typed_event(b'{"Records":[' + b",".join(stripped) + b"]}")
+        if decoded is not None:
+            origins += [f"{name}:{at}" for at in range(number + 1, number + len(lines) + 1)]
+            texts += stripped
+            typed += decoded
+        else:
+            for at, line in enumerate(lines, number + 1):
+                for where, text in _split_line(line, f"{name}:{at}"):
+                    origins.append(where)
+                    texts.append(text)
+            typed += [None] * (len(texts) - len(typed))
+        number += len(lines)
+        if len(texts) >= size:
+            yield origins, texts, typed
+            origins, texts, typed = [], [], []
+    if texts:
+        yield origins, texts, typed
 
 
 def _whole_value(line: bytes) -> bool:

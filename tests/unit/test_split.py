@@ -15,8 +15,16 @@ from typing import Any
 import orjson
 import pytest
 
+from archiver.decode import typed_records
 from archiver.jsontext import JsonTextError, decode_members
-from archiver.split import EventShapeError, iter_document, split_document, split_event, split_page
+from archiver.split import (
+    EventShapeError,
+    iter_chunks,
+    iter_document,
+    split_document,
+    split_event,
+    split_page,
+)
 from tests.strategies import insert_record
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-11-27T00:00:00.000"
@@ -213,3 +221,47 @@ def test_iter_document_reads_json_lines_a_line_at_a_time() -> None:
     found = list(iter_document(LinesOnly(data), "big.jsonl"))
     assert [where for where, _ in found] == [f"big.jsonl:{n}" for n in range(1, 50)]
     assert b"\n".join(texts(found)) + b"\n" == data
+
+
+def test_iter_chunks_cuts_json_lines_as_iter_document_with_one_typed_decode_per_chunk() -> None:
+    # Given JSON Lines of plain records with, among them, a blank line, a line that is not
+    # JSON, a whole event on one line and a record the fast parser refuses
+    plain = [orjson.dumps(record(f"r{n}", n)) for n in range(1, 12)]
+    lines = [*plain[:4], b"", b"{not json", *plain[4:7], event(B, C), SURROGATE, *plain[7:]]
+    data = b"\n".join(lines) + b"\n"
+    decoded: list[int] = []
+
+    def typed_event(body: bytes) -> list[Any] | None:
+        found = typed_records(body)
+        decoded.append(-1 if found is None else len(found))
+        return found
+
+    # When it is cut three lines at a time
+    chunks = list(iter_chunks(io.BytesIO(data), "f.jsonl", 3, typed_event))
+    # Then the records and their origins are those iter_document gives, in order
+    flat = [(w, t) for origins, texts_, _ in chunks for w, t in zip(origins, texts_, strict=True)]
+    assert flat == list(iter_document(io.BytesIO(data), "f.jsonl"))
+    # and the records of a chunk of plain lines carry their typed decode, made for the chunk
+    # at once; the others (and the first two lines, read to tell JSON Lines from one
+    # document) carry none
+    typed = [t for _, _, chunk in chunks for t in (chunk or [])]
+    assert len(typed) == len(flat)
+    with_typed = [text for (_, text), t in zip(flat, typed, strict=True) if t is not None]
+    assert set(with_typed) <= set(plain[2:]) and {plain[2], *plain[-2:]} <= set(with_typed)
+    assert all(
+        t.eventID == orjson.loads(text)["eventID"]
+        for (_, text), t in zip(flat, typed, strict=True)
+        if t is not None
+    )
+    assert -1 in decoded and max(decoded) >= 2  # refused lines are cut one by one
+    assert all(len(texts_) <= 4 for _, texts_, _ in chunks)  # the event line holds two
+
+
+def test_iter_chunks_gives_a_whole_document_without_typed_decodes() -> None:
+    data = json.dumps({"Records": [record("a", 1), record("b", 2), record("c", 3)]}).encode()
+    chunks = list(iter_chunks(io.BytesIO(data), "e.json", 2, typed_records))
+    assert [(origins, typed) for origins, _, typed in chunks] == [
+        (["e.json", "e.json"], None),
+        (["e.json"], None),
+    ]
+    assert [t for _, texts_, _ in chunks for t in texts_] == texts(split_document(data, "e.json"))

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from archiver.archive.reader import iter_events, iter_record_texts
 from archiver.archive.store import LocalStore
-from archiver.split import iter_document
+from archiver.decode import typed_records
+from archiver.split import iter_chunks, iter_document
 from archiver.write import ArchiveOptions, ArchiveReport, archive_records
 from tests.strategies import (
     dynamodb_records,
@@ -123,10 +124,44 @@ def test_bytes_and_dicts_give_the_same_archive(
 
 def ingest(data: bytes, root: Path, name: str = "changes.jsonl") -> ArchiveReport:
     """What ``archiver ingest`` does with one file, short of the CLI: cut, then archive."""
-    found = list(iter_document(io.BytesIO(data), name))
-    return archive_records(
-        [text for _, text in found], LocalStore(root), INGEST, origins=[w for w, _ in found]
-    )
+    [(origins, texts, typed)] = iter_chunks(io.BytesIO(data), name, 10_000, typed_records)
+    return archive_records(texts, LocalStore(root), INGEST, origins=origins, typed=typed)
+
+
+@PROPERTY
+@given(
+    record_batches(dynamodb_records() | kinesis_records(table="orders"), max_size=8),
+    st.lists(_poison, max_size=2),
+    st.integers(1, 4),
+    st.data(),
+)
+def test_json_lines_decoded_a_chunk_at_a_time_give_the_same_archive(
+    records: list[dict[str, Any]], poison: list[Any], size: int, data: st.DataObject
+) -> None:
+    # Given JSON Lines of records, maybe with lines that cannot be archived among them
+    lines = data.draw(st.permutations([orjson.dumps(r) for r in records + poison]))
+    blob = b"\n".join(lines) + b"\n"
+    with archive_dir() as a, archive_dir() as b:
+        # When it is ingested as the CLI does (a typed decode per chunk of plain lines), and
+        # once with every record decoded on its own
+        archived = 0
+        for origins, texts, typed in iter_chunks(io.BytesIO(blob), "f.jsonl", size, typed_records):
+            report = archive_records(texts, LocalStore(a), INGEST, origins=origins, typed=typed)
+            archived += report.archived
+        found = list(iter_document(io.BytesIO(blob), "f.jsonl"))
+        archive_records([t for _, t in found], LocalStore(b), INGEST, origins=[w for w, _ in found])
+        # Then every record is archived, the same records as the same text, and the same
+        # lines are dead-lettered with the same reasons
+        assert archived == len(records)
+        tables = sorted({path.name for path in a.glob("table_name=*")})
+        assert tables == sorted({path.name for path in b.glob("table_name=*")})
+        for table in tables:
+            name = table.removeprefix("table_name=")
+            assert sorted(texts_of(LocalStore(a), name)) == sorted(texts_of(LocalStore(b), name))
+        kept = ("where", "record", "record_text", "reason", "origin")
+        assert sorted(json.dumps({k: d.get(k) for k in kept}) for d in dead_letters(a)) == sorted(
+            json.dumps({k: d.get(k) for k in kept}) for d in dead_letters(b)
+        )
 
 
 def test_json_lines_with_a_bad_line_archive_the_others_and_dead_letter_it_with_its_origin() -> None:
