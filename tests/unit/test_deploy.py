@@ -226,6 +226,14 @@ def test_the_stream_event_source(template: dict[str, Any]) -> None:
     assert (template["Resources"][queue]["Type"], attribute) == ("AWS::SQS::Queue", "Arn")
 
 
+def test_the_function_is_traced_with_x_ray(template: dict[str, Any]) -> None:
+    props = the(template, "AWS::Serverless::Function")["Properties"]
+    assert props["Tracing"] == "Active"
+    # its own role (not SAM's) must then allow sending the traces
+    actions = {a for s in statements(template, "AES256") for a in s["Action"]}
+    assert {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= actions
+
+
 def test_the_function_runs_our_runtime_through_the_exec_wrapper(template: dict[str, Any]) -> None:
     props = the(template, "AWS::Serverless::Function")["Properties"]
     wrapper = props["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
@@ -301,17 +309,41 @@ def test_the_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) 
     }
 
 
-def test_the_lifecycle_rule_is_off_by_default(template: dict[str, Any]) -> None:
+def test_the_bucket_keeps_versions_so_deletes_can_be_undone(template: dict[str, Any]) -> None:
+    props = the(template, "AWS::S3::Bucket")["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    days = template["Parameters"]["NoncurrentVersionExpirationDays"]
+    assert days["Type"] == "Number" and days["MinValue"] >= 1 and 7 <= days["Default"] <= 90
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert any("NoncurrentVersionExpirationDays" in group["Parameters"] for group in groups)
+    for parameters, expected in (
+        ({}, str(days["Default"])),
+        ({"NoncurrentVersionExpirationDays": "7"}, "7"),
+    ):
+        lifecycle = Resolver(template, parameters, {}).resolve(props["LifecycleConfiguration"])
+        [rule] = [r for r in lifecycle["Rules"] if "NoncurrentVersionExpiration" in r]
+        assert rule["Status"] == "Enabled"
+        assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": expected}
+        # the whole bucket: dead letters and checkpoints too; markers of expired versions go
+        assert "Prefix" not in rule and "Filter" not in rule
+        assert rule["ExpiredObjectDeleteMarker"] is True
+        assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+        # and nothing expires a current version: the archive is kept for as long as you like
+        assert not {"ExpirationInDays", "ExpirationDate"} & set(rule)
+
+
+def test_the_transition_rule_is_off_by_default(template: dict[str, Any]) -> None:
     props = the(template, "AWS::S3::Bucket")["Properties"]
     assert template["Parameters"]["TransitionAfterDays"]["Default"] == 0
-    off = Resolver(template, {}, {}).resolve({"L": props["LifecycleConfiguration"]})
-    assert off == {}
+    off = Resolver(template, {}, {}).resolve(props["LifecycleConfiguration"])
+    assert [r for r in off["Rules"] if "Transitions" in r] == []
     on = Resolver(
         template, {"TransitionAfterDays": "90", "TransitionStorageClass": "GLACIER_IR"}, {}
     ).resolve(props["LifecycleConfiguration"])
-    [rule] = on["Rules"]
+    [rule] = [r for r in on["Rules"] if "Transitions" in r]
     assert rule["Status"] == "Enabled"
     assert rule["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": "90"}]
+    assert len(on["Rules"]) == len(off["Rules"]) + 1
     assert set(template["Parameters"]["TransitionStorageClass"]["AllowedValues"]) == {
         "STANDARD_IA",
         "GLACIER_IR",
@@ -371,6 +403,12 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
             "Effect": "Allow",
             "Action": ["sqs:SendMessage"],
             "Resource": "arn:aws:test:::FailureQueue.Arn",
+        },
+        # X-Ray has no resource-level permissions for these
+        {
+            "Effect": "Allow",
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Resource": "*",
         },
     ]
     assert statements(template, "aws:kms") == expected
