@@ -22,10 +22,11 @@ class GlueError(ArchiveError):
 
 
 def _glue_client() -> Any:
-    import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client("glue", config=Config(retries={"mode": "standard"}))
+    from archiver.archive.aws import client
+
+    return client("glue", config=Config(retries={"mode": "standard"}))
 
 
 def _call(client: Any, operation: str, target: str, **kwargs: Any) -> Any:

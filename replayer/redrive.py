@@ -126,10 +126,11 @@ class LambdaInvoker:
     def __init__(self, function: str, client: Any = None) -> None:
         self.function = function
         if client is None:
-            import boto3
             from botocore.config import Config
 
-            client = boto3.client(
+            from archiver.archive.aws import client as aws_client
+
+            client = aws_client(
                 "lambda", config=Config(retries={"mode": "standard"}, read_timeout=900)
             )
         self.client = client
@@ -271,16 +272,24 @@ class _Driver:
             with self.summary._lock:
                 self.summary.batches += 1
                 self.summary.records += len(batch)
+            # A record larger than the payload limit can never be sent: it fails, by name
+            # and size, also in a dry run.
+            too_big = [i for i in batch if len(i.value.data) + _ENVELOPE > opts.max_payload_bytes]
             if opts.dry_run:
                 self.progress.add(len(batch))
+                with self.summary._lock:
+                    self.summary.failed += [self._too_big(item) for item in too_big]
                 continue
-            too_big = [i for i in batch if len(i.value.data) + _ENVELOPE > opts.max_payload_bytes]
             for item in too_big:
-                self._failed(
-                    partition, lane, [item], f"record alone exceeds {opts.max_payload_bytes} bytes"
-                )
+                self._failed(partition, lane, [item], self._too_big(item)["reason"])
             self._deliver(partition, lane, [i for i in batch if i not in too_big])
             self.checkpoint.ack(partition.hour_start_us, lane, batch[-1].index)
+
+    def _too_big(self, item: Item[Record]) -> dict[str, str]:
+        size = len(item.value.data) + _ENVELOPE
+        limit = self.options.max_payload_bytes
+        reason = f"the record alone is a payload of {size} bytes, over the limit of {limit} bytes"
+        return {"record": item.value.ref, "reason": reason}
 
     def _send(self, records: list[Item[Record]]) -> tuple[int, str | None]:
         """Invoke with retries. Returns how many leading records were delivered, and why it stopped."""

@@ -1,6 +1,8 @@
 """The archive format, owned in one place.
 
 Record model, DynamoDB JSON, Arrow schema, key layout, Parquet codec, stores
-and readers. Both the archiver and the replayer import it; it imports only the
-standard library, pyarrow, orjson, msgspec and (for S3, lazily) fsspec/s3fs.
+and readers, and the one place that makes AWS clients (``aws``: the region).
+Both the archiver and the replayer import it; it imports only the standard
+library, pyarrow, orjson, msgspec and, lazily, fsspec/s3fs (for S3) and boto3
+(for the clients ``aws`` makes).
 """

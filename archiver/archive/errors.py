@@ -8,6 +8,7 @@
     ├── InvalidNameError       a table or key name that must not become an object key
     ├── FormatError            a file that is not an archive file, or is unreadable
     │   └── SchemaVersionError a file written by a newer format version: stop and upgrade
+    ├── MissingRegionError     no AWS region is configured for a service that needs one: stop
     └── StoreError             the archive's store failed
         ├── StoreUnavailable   transient (network, throttling, 5xx): retry, then report
         └── StoreAccessDenied  terminal (credentials, permissions, missing bucket)
@@ -21,6 +22,7 @@ __all__ = [
     "ArchiveError",
     "FormatError",
     "InvalidNameError",
+    "MissingRegionError",
     "RecordError",
     "SchemaVersionError",
     "StoreAccessDenied",
@@ -58,6 +60,10 @@ class FormatError(ArchiveError):
 
 class SchemaVersionError(FormatError):
     """A file written by a format version this code does not know."""
+
+
+class MissingRegionError(ArchiveError):
+    """No AWS region is set (``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the profile's)."""
 
 
 class StoreError(ArchiveError):
