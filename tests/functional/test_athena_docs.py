@@ -76,17 +76,23 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     return Archive(root, orders, customers)
 
 
-@pytest.fixture(scope="module")
-def con(archive: Archive) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(root: Path, time_zone: str = "UTC", *, union_by_name: bool = True) -> Any:
+    """DuckDB with the archive at ``root`` as the Athena table's view, read as the docs say."""
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # Athena's session time zone
+    con.execute(f"SET TimeZone = '{time_zone}'")  # UTC: Athena's session time zone
     con.execute(f"CREATE SCHEMA {DEFAULT_DATABASE}")
-    files = f"{archive.root}/table_name=*/dt=*/hour=*/*.parquet"
+    files = f"{root}/table_name=*/dt=*/hour=*/*.parquet"
     con.execute(
         f"CREATE VIEW {DEFAULT_DATABASE}.{DEFAULT_TABLE} AS SELECT * FROM read_parquet('{files}', "
-        "hive_partitioning = true, "
+        f"hive_partitioning = true, union_by_name = {str(union_by_name).lower()}, "
         "hive_types = {'table_name': VARCHAR, 'dt': VARCHAR, 'hour': VARCHAR})"
     )
+    return con
+
+
+@pytest.fixture(scope="module")
+def con(archive: Archive) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(archive.root)
     yield con
     con.close()
 
@@ -309,3 +315,52 @@ def test_view_columns_are_the_athena_tables(con: duckdb.DuckDBPyConnection) -> N
     assert described[: len(data_columns)] == data_columns
     # DuckDB appends the hive partition columns in its own order
     assert sorted(described[len(data_columns) :]) == sorted(c.name for c in table.partition_keys)
+
+
+# --- what engines other than Athena need (the docs' last section) ----------------------------
+
+
+@pytest.mark.parametrize("title", ["table at a moment", "item at a moment"])
+def test_the_moment_queries_need_a_session_in_utc(
+    title: str, con: duckdb.DuckDBPyConnection, archive: Archive
+) -> None:
+    # Given the same archive read in Tokyo, When a query names a moment without a zone,
+    # Then it asks for another moment: 16:00 UTC the day before, before the first change
+    tokyo = connect(archive.root, "Asia/Tokyo")
+    try:
+        assert run(tokyo, title) == []
+    finally:
+        tokyo.close()
+    rows = run(con, title)
+    CHECKS[title](rows, archive)
+    assert rows
+
+
+def test_files_with_new_columns_need_union_by_name(tmp_path: Path) -> None:
+    # Given an archive whose later files have a promoted column the earlier ones lack
+    records = TableHistory("orders", seed=7, seconds_per_change=3600).changes(6)
+    store = LocalStore(tmp_path / "archive")
+    assert archive_records(records[:3], store).ok
+    promoted = ArchiveOptions(parse_promoted_columns("customer_id:string"))
+    assert archive_records(records[3:], store, promoted).ok
+    query = f"SELECT count(*), count(customer_id) FROM {DEFAULT_DATABASE}.{DEFAULT_TABLE}"
+    # When DuckDB reads it by the first file's schema, Then the new column is not there
+    plain = connect(tmp_path / "archive", union_by_name=False)
+    with pytest.raises(duckdb.BinderException, match="customer_id"):
+        plain.execute(query)
+    plain.close()
+    # and with union_by_name it is, null in the older files
+    united = connect(tmp_path / "archive")
+    assert united.execute(query).fetchall() == [(6, 3)]
+    united.close()
+
+
+def test_plain_json_numbers_come_back_as_doubles(con: duckdb.DuckDBPyConnection) -> None:
+    # ratio has 34 significant digits: exact in the typed image, a double through ->> of plain JSON
+    [(typed, plain)] = con.execute(
+        "SELECT new_image ->> '$.ratio.N', new_image_plain ->> '$.ratio' "
+        f"FROM {DEFAULT_DATABASE}.{DEFAULT_TABLE} "
+        "WHERE table_name = 'orders' AND event_name = 'INSERT' LIMIT 1"
+    ).fetchall()
+    assert len(typed) == len("0.") + 34
+    assert float(plain) == float(typed) and Decimal(plain) != Decimal(typed)

@@ -221,6 +221,23 @@ def test_printed_ddl_enumerates_the_archived_tables(
     assert "customer_id" not in run.out
 
 
+def test_options_replace_only_what_they_name(
+    s3_archive: str, athena_ddl: Callable[..., Run]
+) -> None:
+    changes = histories()
+    write(s3_archive, changes)
+    # --start-date: the tables still come from the archive
+    run = athena_ddl("--archive", s3_archive, "--start-date", "2026-01-02")
+    assert run.code == 0, run.err
+    assert "'projection.table_name.values'='customers,orders'" in run.out
+    assert "'projection.dt.range'='2026-01-02,NOW'" in run.out
+    # --tables: the first day still comes from the archive
+    run = athena_ddl("--archive", s3_archive, "--tables", "orders,invoices")
+    assert run.code == 0, run.err
+    assert "'projection.table_name.values'='orders,invoices'" in run.out
+    assert f"'projection.dt.range'='{first_day(changes)},NOW'" in run.out
+
+
 def test_table_names_injected_on_request_and_for_an_empty_archive(
     s3_archive: str, athena_ddl: Callable[..., Run]
 ) -> None:

@@ -8,7 +8,11 @@ compared with the partitions the layout module produces.
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ from archiver.archive.store import LocalStore
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory
 
+ROOT = Path(__file__).resolve().parents[2]
 PROMOTED = parse_promoted_columns(
     "customer_id:string,total=amount:decimal(18,2),qty:bigint,gift:boolean,ratio:double"
 )
@@ -293,6 +298,15 @@ def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
             "--promoted-columns",
         ),
         ([], "--archive"),
+        (["--archive", "s3://bucket/p", "--start-date", "2026-1-1"], "--start-date"),
+        (["--archive", "s3://bucket/p", "--start-date", "2026-02-30"], "--start-date"),
+        (["--archive", "s3://bucket/p", "--start-date", "20261118"], "--start-date"),
+        (["--archive", "s3://bucket/p", "--tables", "orders,x"], "--tables"),
+        (["--archive", "s3://bucket/p", "--tables", ""], "--tables"),
+        (
+            ["--archive", "s3://bucket/p", "--tables", "orders", "--table-names", "injected"],
+            "--tables",
+        ),
     ],
 )
 def test_cli_bad_usage_names_the_option(
@@ -316,3 +330,74 @@ def test_cli_apply_and_glue_json_exclude_each_other(capsys: pytest.CaptureFixtur
         cli.main(["athena-ddl", "--archive", "s3://b/p", "--apply", "--glue-json"])
     assert exit_info.value.code == 2
     assert "--glue-json" in capsys.readouterr().err
+
+
+# --- printing needs no AWS access when the options say what the archive would ---------------
+
+
+def run_offline(*args: str) -> subprocess.CompletedProcess[str]:
+    """``archiver athena-ddl`` in a process with no AWS credentials and no endpoint: any call to
+    AWS fails there (no profile files, no instance metadata)."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "archiver",
+            "athena-ddl",
+            "--archive",
+            "s3://my-bucket/changes",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "args,table_names",
+    [
+        (["--table-names", "injected"], None),
+        (["--tables", "orders,customers.v2"], "orders,customers.v2"),
+        (["--tables", "orders", "--glue-json"], "orders"),
+    ],
+)
+def test_cli_prints_without_aws_when_told_what_it_would_read(
+    args: list[str], table_names: str | None
+) -> None:
+    done = run_offline("--start-date", "2026-11-18", *args)
+    assert done.returncode == 0, done.stderr
+    if "--glue-json" in args:
+        properties = json.loads(done.stdout)["Parameters"]
+    else:
+        properties = properties_of(parse(done.stdout))
+    assert properties["projection.dt.range"] == "2026-11-18,NOW"
+    if table_names is None:
+        assert properties["projection.table_name.type"] == "injected"
+        assert "projection.table_name.values" not in properties
+    else:
+        assert properties["projection.table_name.type"] == "enum"
+        assert properties["projection.table_name.values"] == table_names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--start-date", "2026-11-18"], ["--tables", "orders"]],
+    ids=["nothing-given", "no-tables", "no-start-date"],
+)
+def test_cli_reads_the_archive_for_what_it_is_not_told(args: list[str]) -> None:
+    # the same offline process fails as soon as it must list the archive: the check above holds
+    done = run_offline(*args)
+    assert done.returncode == 1
+    assert "no AWS credentials" in done.stderr and "s3://my-bucket/changes" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
