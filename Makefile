@@ -35,6 +35,7 @@ bench: venv servers
 	$(BIN)/python -m bench.runtime
 	$(BIN)/python bench/replayer.py
 	$(BIN)/python bench/poller.py
+	$(BIN)/python bench/reads.py
 
 # ruff, the format check, strict mypy and the import contracts (pyproject.toml); .ci/run runs it first.
 lint: venv

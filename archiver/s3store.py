@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
+from archiver.archive.fetch import IN_FLIGHT
 from archiver.archive.store import StoredObject, check_key, split_s3_uri
 
 __all__ = ["S3Store"]
@@ -41,12 +42,20 @@ class S3Store:
         self.bucket, self.prefix = split_s3_uri(uri)
         self.sse = dict(sse or {})
         if client is None:
-            import boto3
             from botocore.config import Config
 
-            client = boto3.session.Session().client(
+            from archiver.archive.aws import client as aws_client
+
+            client = aws_client(
                 "s3",
-                config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30),
+                config=Config(
+                    retries={"mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=30,
+                    # One client for every thread, a connection for each request the
+                    # readers keep in flight (botocore keeps 10).
+                    max_pool_connections=IN_FLIGHT,
+                ),
             )
         self.client = client
 
@@ -83,13 +92,32 @@ class S3Store:
             raise self._translate(action, key, err) from err
 
     def put(self, key: str, data: bytes) -> None:
+        # S3 checks the CRC32 against the bytes it received and refuses the write if they
+        # differ; it keeps the checksum with the object for every later read.
         full = self._key(key)
-        self._call("write", full, "put_object", Bucket=self.bucket, Key=full, Body=data, **self.sse)
+        self._call(
+            "write",
+            full,
+            "put_object",
+            Bucket=self.bucket,
+            Key=full,
+            Body=data,
+            ChecksumAlgorithm="CRC32",
+            **self.sse,
+        )
 
     def get(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
         full = self._key(key)
-        response = self._call("read", full, "get_object", Bucket=self.bucket, Key=full)
-        data: bytes = response["Body"].read()
+        response = self._call(
+            "read", full, "get_object", Bucket=self.bucket, Key=full, ChecksumMode="ENABLED"
+        )
+        try:
+            # botocore checks the bytes against the object's checksum as the body is read.
+            data: bytes = response["Body"].read()
+        except BotoCoreError as err:  # FlexibleChecksumError, or the connection dropped
+            raise self._translate("read", full, err) from err
         return data
 
     def open(self, key: str) -> IO[bytes]:
@@ -136,3 +164,10 @@ class S3Store:
     def delete(self, key: str) -> None:
         full = self._key(key)
         self._call("delete", full, "delete_object", Bucket=self.bucket, Key=full)
+
+    def exists(self) -> bool:
+        try:
+            self._call("check", "", "head_bucket", Bucket=self.bucket)
+        except FileNotFoundError:
+            return False
+        return True

@@ -146,6 +146,9 @@ class SeaweedS3(ProcessServer):
             f"-s3.port.lance={base + 6}",
             "-admin.ui=false",
             "-webdav=false",
+            # A volume per bucket, and a test run makes hundreds of buckets: the limit derived
+            # from the disk's free space (77 here) would refuse writes part-way through.
+            "-volume.max=2000",
             f"-filer.localSocket={d}/filer.sock",
             f"-s3.localSocket={d}/s3.sock",
         ]

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from archiver.archive.codec import item_key
-from archiver.archive.reader import EventFilter, list_partitions, read_partition
+from archiver.archive.reader import EventFilter, list_partitions, read_partitions
 from archiver.archive.schema import Col
 from replayer.checkpoint import Checkpoint
 from replayer.dynamo import Op, RestoreError, TableWriter, write_units
@@ -283,8 +283,8 @@ class _Restore:
     ) -> Iterator[pa.Table]:
         sel = self.selection
         flt = EventFilter(since_us, sel.flt.until_us, None, None, sel.flt.slice)
-        for _, files in list_partitions(sel.store, sel.table, since_us, sel.flt.until_us):
-            table = read_partition(sel.store, files, flt, columns)
+        partitions = list_partitions(sel.store, sel.table, since_us, sel.flt.until_us)
+        for _, _, table in read_partitions(sel.store, partitions, flt, columns):
             _check_view_types(table, f"table {sel.table}")
             self.summary.changes_read += table.num_rows
             yield table

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import pyarrow as pa
 
 from archiver.archive.layout import Partition
-from archiver.archive.reader import EventFilter, list_partitions, read_partition
+from archiver.archive.reader import EventFilter, list_partitions, read_partitions
 from archiver.archive.schema import Col
 from archiver.archive.store import ArchiveStore, StoredObject
 from replayer.checkpoint import Checkpoint
@@ -65,13 +65,16 @@ def walk(
     ``items`` holds only what the checkpoint has not acknowledged for that lane.
     """
     flt = selection.flt
-    for partition, files in list_partitions(
-        selection.store, selection.table, flt.since_us, flt.until_us
-    ):
+    todo = [
+        (partition, files)
+        for partition, files in list_partitions(
+            selection.store, selection.table, flt.since_us, flt.until_us
+        )
+        if not checkpoint.is_done(partition.hour_start_us)
+    ]
+    # The files of the partitions after the one being worked on are fetched meanwhile.
+    for partition, files, table in read_partitions(selection.store, todo, flt, selection.columns):
         start = partition.hour_start_us
-        if checkpoint.is_done(start):
-            continue
-        table = read_partition(selection.store, files, flt, selection.columns)
         values = items_of(table)
         checkpoint.begin(start, partition_digest(files))
         done = [checkpoint.acknowledged(start, lane) for lane in range(lanes)]

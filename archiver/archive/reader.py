@@ -2,23 +2,31 @@
 
 Reads go one hour partition at a time, so memory stays bounded by the largest
 partition however large the archive is. A window (``since_us``/``until_us``,
-inclusive) prunes partitions by their path before any file is opened.
+inclusive) prunes partitions by their path before any file is opened. The
+days are listed several at a time, and the files of every selected partition,
+in the order they are read, are fetched ahead with bounded concurrency
+(:mod:`.fetch`), so many small files, and many small partitions, do not each
+wait for the store in turn.
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any, TypeVar, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import fetch
 from .codec import (
     archive_order,
     check_schema_version,
@@ -26,9 +34,10 @@ from .codec import (
     read_archive_file,
     stream_records,
 )
-from .errors import FormatError
+from .errors import FormatError, InvalidNameError
+from .fetch import Fetched, decoded_size, fetch_ahead
 from .keymatch import key_mask
-from .layout import Partition, day_prefix, parse_data_key, table_prefix
+from .layout import Partition, day_prefix, parse_data_key, table_prefix, validate_table_name
 from .rebuild import REBUILD_COLUMNS, record_texts
 from .schema import PARTITION_COLUMNS, Col
 from .store import ArchiveStore, StoredObject
@@ -45,6 +54,7 @@ __all__ = [
     "list_partitions",
     "list_tables",
     "read_partition",
+    "read_partitions",
     "summarize_table",
 ]
 
@@ -66,6 +76,7 @@ _TEXT_COLUMNS = list(
 )
 _PIECE_ROWS = 8192
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def key_hash(item_key: str) -> int:
@@ -91,9 +102,22 @@ class EventFilter:
 
 
 def list_tables(store: ArchiveStore) -> list[str]:
-    """The tables an archive holds data for."""
+    """The tables an archive holds data for.
+
+    A ``table_name=`` folder whose name is no DynamoDB table name (nothing the
+    archiver writes) is skipped with a warning, so that it does not stop
+    readers from reading the tables beside it.
+    """
     prefix = PARTITION_COLUMNS[0] + "="
-    return [d[len(prefix) :] for d in store.list_dirs("") if d.startswith(prefix)]
+    tables = []
+    for folder in store.list_dirs(""):
+        if not folder.startswith(prefix):
+            continue
+        try:
+            tables.append(validate_table_name(folder[len(prefix) :]))
+        except InvalidNameError:
+            log.warning("skipping %s/%s: not a valid table name", store.uri, folder)
+    return tables
 
 
 def _day(us: int) -> str:
@@ -111,8 +135,8 @@ def list_partitions(
     if until_us is not None:
         days = [d for d in days if d <= _day(until_us)]
     grouped: dict[Partition, list[StoredObject]] = {}
-    for day in days:
-        for obj in store.list(day_prefix(table, day)):
+    for listing in _listings(store, [day_prefix(table, day) for day in days]):
+        for obj in listing:
             parsed = parse_data_key(obj.key)
             if parsed is None:
                 continue
@@ -126,6 +150,16 @@ def list_partitions(
     return sorted(grouped.items())
 
 
+def _listings(store: ArchiveStore, prefixes: list[str]) -> Iterator[list[StoredObject]]:
+    """``store.list`` of each prefix, in order, up to :data:`.fetch.IN_FLIGHT` at once (a year
+    of days is 365 listings)."""
+    if len(prefixes) <= 1:
+        yield from (list(store.list(prefix)) for prefix in prefixes)
+        return
+    with ThreadPoolExecutor(min(fetch.IN_FLIGHT, len(prefixes)), thread_name_prefix="list") as pool:
+        yield from pool.map(lambda prefix: list(store.list(prefix)), prefixes)
+
+
 def read_partition(
     store: ArchiveStore,
     files: Iterable[StoredObject],
@@ -134,20 +168,83 @@ def read_partition(
 ) -> pa.Table:
     """One partition's changes that pass ``flt``: ordered, each event id once.
 
-    ``columns`` names what to read besides the columns ordering needs.
+    ``columns`` names what to read besides the columns ordering needs. The
+    partition's files are fetched ahead of one another; to overlap several
+    partitions, use :func:`read_partitions`.
     """
     return order_rows(_selected(store, files, flt, columns))
 
 
+def read_partitions(
+    store: ArchiveStore,
+    partitions: Sequence[tuple[Partition, list[StoredObject]]],
+    flt: EventFilter = EventFilter(),
+    columns: Iterable[str] = REPLAY_COLUMNS,
+) -> Iterator[tuple[Partition, list[StoredObject], pa.Table]]:
+    """Each partition with its files and :func:`read_partition` of them, in the given order.
+
+    The files of the partitions after the one being used are fetched meanwhile
+    (see :mod:`.fetch` for the bounds); an error reading a file is raised when
+    its partition is reached, after every partition before it was yielded.
+    """
+    columns = list(columns)
+    for partition, files, fetched in _fetched_partitions(store, partitions, columns):
+        yield partition, files, order_rows(_selected(store, files, flt, columns, fetched))
+
+
+def _wanted(columns: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys([*ORDER_COLUMNS, *columns]))
+
+
+def _fetch_files(
+    store: ArchiveStore, files: Iterable[StoredObject], columns: Iterable[str]
+) -> Generator[Fetched[pa.Table], None, None]:
+    """Each file's columns (with those ordering needs), fetched and decoded ahead, in order.
+
+    Decoding happens on the fetch threads too: Parquet decodes without the GIL, and the
+    caller's thread is left to filter and order. A decoded file weighs, against the bound
+    on what is held ahead, about what its columns take in memory.
+    """
+    wanted = _wanted(columns)
+
+    def read(obj: StoredObject) -> pa.Table:
+        name = f"{store.uri}/{obj.key}"
+        return read_archive_file(pa.BufferReader(store.get(obj.key)), name, wanted)
+
+    return fetch_ahead(files, read, weight=decoded_size)
+
+
+def _fetched_partitions(
+    store: ArchiveStore,
+    partitions: Sequence[tuple[Partition, list[StoredObject]]],
+    columns: Iterable[str],
+) -> Iterator[tuple[Partition, list[StoredObject], Iterator[Fetched[pa.Table]]]]:
+    """Each partition with the fetches of its files; every file of every partition is fetched
+    ahead, in order. Each partition's fetches must be used up before the next is taken."""
+    flat = [obj for _, files in partitions for obj in files]
+    with closing(_fetch_files(store, flat, columns)) as fetched:
+        for partition, files in partitions:
+            yield partition, files, islice(fetched, len(files))
+
+
 def _selected(
-    store: ArchiveStore, files: Iterable[StoredObject], flt: EventFilter, columns: Iterable[str]
+    store: ArchiveStore,
+    files: Iterable[StoredObject],
+    flt: EventFilter,
+    columns: Iterable[str],
+    fetched: Iterable[Fetched[pa.Table]] | None = None,
 ) -> pa.Table:
-    """One partition's changes that pass ``flt``, in file order (not yet ordered)."""
-    wanted = list(dict.fromkeys([*ORDER_COLUMNS, *columns]))
-    tables = []
-    for obj in files:
-        with store.open(obj.key) as handle:
-            tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}", wanted))
+    """One partition's changes that pass ``flt``, in file order (not yet ordered).
+
+    The files come from ``fetched`` (their fetches, in the order of ``files``,
+    with ``columns``), else are fetched here. The first file that cannot be
+    read stops it, with an error naming the file.
+    """
+    if fetched is None:
+        with closing(_fetch_files(store, files, columns)) as own:
+            tables = [item.result() for item in own]
+    else:
+        tables = [item.result() for item in fetched]
     if not tables:
         return pa.table({})
     table = pa.concat_tables(tables)
@@ -178,8 +275,9 @@ def iter_events(
     store: ArchiveStore, table: str, flt: EventFilter = EventFilter()
 ) -> Iterator[dict[str, Any]]:
     """The table's stream records in archive order, each exactly as it arrived."""
-    for _, files in list_partitions(store, table, flt.since_us, flt.until_us):
-        yield from stream_records(read_partition(store, files, flt))
+    partitions = list_partitions(store, table, flt.since_us, flt.until_us)
+    for _, _, rows in read_partitions(store, partitions, flt):
+        yield from stream_records(rows)
 
 
 def iter_record_texts(
@@ -192,8 +290,9 @@ def iter_record_texts(
     which ends each with ``suffix``). Only the columns the rebuild needs are
     kept once a partition is selected, each piece's text can be written and
     freed before the next is made, and the next partition is read on a thread
-    of its own meanwhile (Arrow and Parquet release the GIL): at most two
-    partitions are in memory.
+    of its own meanwhile (Arrow and Parquet release the GIL), its files and
+    those of the partitions after it fetched ahead (:mod:`.fetch`): at most
+    two partitions are in memory, and the bytes fetched ahead.
     """
     for rows in _read_ahead(_ordered_partitions(store, table, flt)):
         for start in range(0, rows.num_rows, _PIECE_ROWS):
@@ -202,8 +301,9 @@ def iter_record_texts(
 
 def _ordered_partitions(store: ArchiveStore, table: str, flt: EventFilter) -> Iterator[pa.Table]:
     """Each partition's selected rows in archive order, with the columns the rebuild needs."""
-    for _, files in list_partitions(store, table, flt.since_us, flt.until_us):
-        rows = _selected(store, files, flt, REBUILD_COLUMNS).select(_TEXT_COLUMNS)
+    partitions = list_partitions(store, table, flt.since_us, flt.until_us)
+    for _, files, fetched in _fetched_partitions(store, partitions, REBUILD_COLUMNS):
+        rows = _selected(store, files, flt, REBUILD_COLUMNS, fetched).select(_TEXT_COLUMNS)
         if rows.num_rows:
             # One take of the whole partition: taking pieces of a chunked table would
             # concatenate its chunks again for every piece.
@@ -236,18 +336,21 @@ class TableSummary:
 
 
 def summarize_table(store: ArchiveStore, table: str) -> TableSummary:
-    """Counts and time range of one table, from file footers only (no data pages read)."""
+    """Counts and time range of one table, from file footers only (no data pages read).
+
+    The footers are fetched ahead of one another (:mod:`.fetch`).
+    """
     rows = files = size = 0
     first: int | None = None
     last: int | None = None
-    for _, objects in list_partitions(store, table):
-        for obj in objects:
+    objects = [obj for _, found in list_partitions(store, table) for obj in found]
+    # A footer is a few KB, whatever the file's size: the bound on requests in flight is the one
+    # that counts.
+    footers = fetch_ahead(objects, lambda obj: _footer(store, obj), weight=lambda obj: 0)
+    with closing(footers):
+        for item in footers:
+            obj, meta = item.obj, item.result()
             name = f"{store.uri}/{obj.key}"
-            with store.open(obj.key) as handle:
-                try:
-                    meta = pq.read_metadata(handle)
-                except (pa.ArrowInvalid, OSError) as err:
-                    raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
             check_schema_version(meta.schema.to_arrow_schema(), name)
             files += 1
             size += obj.size
@@ -261,6 +364,16 @@ def summarize_table(store: ArchiveStore, table: str) -> TableSummary:
                 first = low if first is None else min(first, low)
                 last = high if last is None else max(last, high)
     return TableSummary(table, rows, files, size, first, last)
+
+
+def _footer(store: ArchiveStore, obj: StoredObject) -> pq.FileMetaData:
+    """The Parquet footer of ``obj``; FormatError naming it when it is none."""
+    with store.open(obj.key) as handle:
+        try:
+            return pq.read_metadata(handle)
+        except (pa.ArrowInvalid, OSError) as err:
+            name = f"{store.uri}/{obj.key}"
+            raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
 
 
 def _as_us(value: Any) -> int:

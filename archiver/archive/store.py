@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,8 +27,10 @@ __all__ = [
     "LocalStore",
     "StoredObject",
     "check_key",
+    "check_writable_folder",
     "open_store",
     "split_s3_uri",
+    "sse_arguments",
 ]
 
 
@@ -60,6 +63,13 @@ class ArchiveStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove ``key``; no error when it is already gone."""
 
+    def exists(self) -> bool:
+        """Whether the archive is there: its folder, or its bucket.
+
+        A bucket without objects under the prefix is an empty archive; a folder
+        or bucket that does not exist is no archive at all (readers say so).
+        """
+
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the archive root or confuse a filesystem."""
@@ -76,6 +86,36 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_writable_folder(folder: str | os.PathLike[str]) -> None:
+    """Raise OSError unless ``folder`` (created if need be) takes a new file; none is left there.
+
+    For a file that is written later, say a checkpoint: fail before the work, not after it.
+    """
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".tmp-", dir=path)  # a name listings skip
+    os.close(fd)
+    os.unlink(probe)
+
+
+def sse_arguments(sse: str, kms_key_id: str | None = None) -> dict[str, str]:
+    """The S3 put arguments for server-side encryption, for every writer of an archive.
+
+    ``sse`` is ``AES256`` (SSE-S3), ``aws:kms`` (SSE-KMS, with ``kms_key_id`` or the AWS
+    managed key) or ``none`` (the bucket's default applies).
+    """
+    if sse == "none":
+        return {}
+    if sse not in ("AES256", "aws:kms"):
+        raise ValueError(f"server-side encryption {sse!r}: expected AES256, aws:kms or none")
+    arguments = {"ServerSideEncryption": sse}
+    if kms_key_id:
+        arguments["SSEKMSKeyId"] = kms_key_id
+    return arguments
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
     rest = uri[len("s3://") :]
@@ -84,6 +124,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
         raise InvalidNameError(f"invalid archive URI {uri!r}: expected s3://bucket[/prefix]")
     prefix = prefix.strip("/")
     return bucket, f"{prefix}/" if prefix else ""
+
+
+# Local write errors that may pass if tried again later.
+_PASSING = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
 
 
 class LocalStore:
@@ -118,7 +162,10 @@ class LocalStore:
         except PermissionError as err:
             raise StoreAccessDenied(f"cannot write {path}: {err.strerror}") from err
         except OSError as err:
-            raise StoreError(f"cannot write {path}: {err.strerror or err}") from err
+            # A full disk or an I/O error may pass; a read-only disk or a file where a folder
+            # should be will not.
+            kind = StoreUnavailable if err.errno in _PASSING else StoreError
+            raise kind(f"cannot write {path}: {err.strerror or err}") from err
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -144,7 +191,11 @@ class LocalStore:
                 full = Path(dirpath, filename)
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    found.append(StoredObject(key, full.stat().st_size))
+                    try:
+                        size = full.stat().st_size
+                    except FileNotFoundError:  # deleted while listing (e.g. by a compaction)
+                        continue
+                    found.append(StoredObject(key, size))
         yield from sorted(found, key=lambda o: o.key)
 
     def list_dirs(self, prefix: str) -> builtins.list[str]:
@@ -156,6 +207,9 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
 
 _SDK_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3"})
 
@@ -163,10 +217,13 @@ _SDK_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3"})
 class FsspecStore:
     """An archive on any fsspec filesystem; ``open_store`` builds it for ``s3://`` URIs."""
 
-    def __init__(self, fs: Any, root: str, uri: str) -> None:
+    def __init__(
+        self, fs: Any, root: str, uri: str, *, get_options: dict[str, Any] | None = None
+    ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.uri = uri
+        self.get_options = dict(get_options or {})  # passed to every ``cat_file``
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
@@ -195,7 +252,12 @@ class FsspecStore:
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
-        data: bytes = self._call("read", path, self.fs.cat_file, path)
+        try:
+            data: bytes = self._call("read", path, self.fs.cat_file, path, **self.get_options)
+        except FileNotFoundError as err:
+            # s3fs's GET says only "The specified key does not exist.": name the object, as
+            # its open (which asks for the object's size first) does.
+            raise FileNotFoundError(path) from err
         return data
 
     def open(self, key: str) -> IO[bytes]:
@@ -232,12 +294,21 @@ class FsspecStore:
         with contextlib.suppress(FileNotFoundError):  # already gone is what was asked
             self._call("delete", path, self.fs.rm_file, path)
 
+    def exists(self) -> bool:
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self._call("check", bucket, self.fs.info, bucket)
+        except FileNotFoundError:
+            return False
+        return True
+
 
 def open_store(uri: str, *, s3_additional_kwargs: dict[str, str] | None = None) -> ArchiveStore:
     """The store for an archive URI: ``s3://bucket/prefix`` or a local path (``file://`` allowed).
 
     S3 goes through s3fs, which honours the AWS SDK's configuration
-    (profiles, ``AWS_REGION``, ``AWS_ENDPOINT_URL_S3``). ``s3_additional_kwargs``
+    (profiles, ``AWS_ENDPOINT_URL_S3``), in the region that
+    :func:`archiver.archive.aws.region` finds (``AWS_REGION`` first). ``s3_additional_kwargs``
     is passed to every S3 write, e.g. ``{"ServerSideEncryption": "aws:kms",
     "SSEKMSKeyId": "..."}``.
     """
@@ -245,12 +316,25 @@ def open_store(uri: str, *, s3_additional_kwargs: dict[str, str] | None = None) 
         bucket, prefix = split_s3_uri(uri)
         import s3fs  # deferred: costs ~0.4 s to import
 
+        from .aws import region
+        from .fetch import IN_FLIGHT
+
+        name = region()
         fs = s3fs.S3FileSystem(
-            s3_additional_kwargs=s3_additional_kwargs or {},
+            client_kwargs={"region_name": name} if name else {},
+            # A connection for every request the readers keep in flight (aiobotocore keeps 10).
+            config_kwargs={"max_pool_connections": IN_FLIGHT},
+            # Every read is checked against the checksum S3 keeps with the object (s3fs
+            # passes each argument only to the calls that take it).
+            s3_additional_kwargs={"ChecksumMode": "ENABLED", **(s3_additional_kwargs or {})},
             use_listings_cache=False,
             skip_instance_cache=True,
         )
-        return FsspecStore(fs, f"{bucket}/{prefix}".rstrip("/"), uri)
+        # One GET per object: s3fs would first ask for its size (a HEAD, a second round trip)
+        # to cut a large one into ranges; readers overlap whole objects instead (.fetch).
+        return FsspecStore(
+            fs, f"{bucket}/{prefix}".rstrip("/"), uri, get_options={"max_concurrency": 1}
+        )
     if "://" in uri and not uri.startswith("file://"):
         raise InvalidNameError(
             f"unsupported archive URI {uri!r}: use s3://bucket/prefix or a local path"

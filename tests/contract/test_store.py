@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,6 +87,30 @@ class TestArchiveStoreContract:
         with pytest.raises(FileNotFoundError):
             store.open("absent/a.parquet")
 
+    def test_a_missing_key_is_named_by_get_and_by_open(self, store: ArchiveStore) -> None:
+        # Readers report a file that went away by this message (replay, compaction, verify).
+        store.put("present/a.bin", b"a")
+
+        for read in (store.get, store.open):
+            with pytest.raises(FileNotFoundError, match=r"present/gone\.parquet"):
+                read("present/gone.parquet")
+
+    def test_gets_from_many_threads_at_once_each_return_their_object(
+        self, store: ArchiveStore
+    ) -> None:
+        # Readers fetch ahead through one store from a pool of threads (archiver.archive.fetch).
+        objects = {f"t/{i:03d}.bin": random.Random(i).randbytes(1000 + i) for i in range(64)}
+        for key, data in objects.items():
+            store.put(key, data)
+
+        keys = [*objects, "t/missing.bin"]
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(store.get, key) for key in keys]
+        # Every object's own bytes, and the one missing key fails alone
+        assert [f.result() for f in futures[:-1]] == list(objects.values())
+        with pytest.raises(FileNotFoundError, match=r"t/missing\.bin"):
+            futures[-1].result()
+
     def test_list_is_recursive_in_key_order_with_sizes(self, store: ArchiveStore) -> None:
         # Given objects at several depths, written out of key order
         written = {
@@ -133,6 +159,23 @@ class TestArchiveStoreContract:
         assert list(store.list("nothing/")) == []
         assert list(store.list("a/nothing/")) == []
         assert list(store.list("zz")) == []
+
+    def test_an_archive_exists_once_its_folder_or_bucket_does(
+        self, store: ArchiveStore, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> None:
+        # A folder is there once something is written into it; a bucket is there already,
+        # whatever its prefix holds
+        adapter = request.node.callspec.params["store"]
+        assert store.exists() is (adapter != "local")
+        store.put("a/1.bin", b"x")
+        assert store.exists()
+        # and an archive in a folder or bucket that does not exist is not there at all
+        if adapter == "local":
+            missing: ArchiveStore = LocalStore(tmp_path / "no" / "such" / "folder")
+        else:
+            uri = f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/archive"
+            missing = open_store(uri) if adapter == "fsspec-s3" else S3Store(uri)
+        assert not missing.exists()
 
     def test_list_dirs_names_the_immediate_sub_folders(self, store: ArchiveStore) -> None:
         for key in (
