@@ -4,7 +4,8 @@
 ``athena-ddl`` prints the archive's Athena table (or applies it through Glue).
 Exit codes: 0 done; 1 failed (a malformed file, a dead-lettered record, a
 failed write, a store or Glue error), after a summary; 2 bad usage (an unknown
-option, a file that cannot be opened, invalid settings or names).
+option, a file that cannot be opened, a closed stdin, an archive that does not
+exist, invalid settings or names).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
@@ -116,6 +117,17 @@ def _athena_parser(commands: Any) -> None:
         help="project table_name as an enum of the archived tables (default; "
         "injected when the archive is empty) or injected (every query names "
         "its table)",
+    )
+    athena.add_argument(
+        "--tables",
+        metavar="A,B",
+        help="the DynamoDB tables to enumerate for table_name, instead of listing the archive",
+    )
+    athena.add_argument(
+        "--start-date",
+        metavar="YYYY-MM-DD",
+        help="first day (UTC) to project dt from, instead of the archive's first day; with "
+        "--tables or --table-names injected, the archive is not read (no AWS access to print)",
     )
     output = athena.add_mutually_exclusive_group()
     output.add_argument(
@@ -236,14 +248,20 @@ def _settings(args: argparse.Namespace) -> Any:
         problems = []
         for e in err.errors():
             name = "_".join(map(str, e["loc"]))
-            flags = {"archive_uri": "--archive", "checkpoint_uri": "--checkpoint"}
+            flags = {
+                "archive_uri": "--archive",
+                "checkpoint_uri": "--checkpoint",
+                "default_table": "--table",
+            }
             flag = flags.get(name, f"--{name.replace('_', '-')}")
             problems.append(f"{flag} (or ARCHIVER_{name.upper()}): {e['msg']}")
         raise UsageError("; ".join(problems)) from None
 
 
-def _open(name: str, stdin: IO[bytes]) -> IO[bytes]:
+def _open(name: str, stdin: IO[bytes] | None) -> IO[bytes]:
     if name == "-":
+        if stdin is None:
+            raise UsageError("-: stdin is closed")
         return stdin
     try:
         return Path(name).open("rb")
@@ -253,17 +271,6 @@ def _open(name: str, stdin: IO[bytes]) -> IO[bytes]:
         raise UsageError(f"{name}: is a directory") from None
     except OSError as err:
         raise UsageError(f"{name}: cannot read ({err.strerror})") from None
-
-
-def _chunks(records: Iterator[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
-    chunk: list[tuple[str, bytes]] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _add(totals: dict[str, int], report: Any) -> None:
@@ -277,8 +284,9 @@ def _add(totals: dict[str, int], report: Any) -> None:
         log.error("write failed: %s", error)
 
 
-def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
-    from archiver.split import EventShapeError, iter_document
+def ingest(args: argparse.Namespace, stdin: IO[bytes] | None) -> int:
+    from archiver.decode import typed_records
+    from archiver.split import EventShapeError, iter_chunks
     from archiver.stores import store_for
     from archiver.write import ArchiveOptions, archive_records
 
@@ -303,10 +311,8 @@ def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
         label = "<stdin>" if name == "-" else name
         try:
             with handle if handle is not stdin else nullcontext(handle):
-                for chunk in _chunks(iter_document(handle, label)):
-                    report = archive_records(
-                        [text for _, text in chunk], store, options, origins=[w for w, _ in chunk]
-                    )
+                for origins, texts, typed in iter_chunks(handle, label, CHUNK, typed_records):
+                    report = archive_records(texts, store, options, origins=origins, typed=typed)
                     _add(totals, report)
         except EventShapeError as err:
             log.error("%s", err)
@@ -333,8 +339,49 @@ def ingest(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     return 1 if bad_files or totals["dead_lettered"] or totals["failed"] else 0
 
 
+def _given_tables(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--tables`` as table names (None when not given); ``--table-names injected`` excludes it."""
+    from archiver.archive.errors import InvalidNameError
+    from archiver.archive.layout import validate_table_name
+
+    if args.tables is None:
+        return None
+    if args.table_names == "injected":
+        raise UsageError("--tables enumerates table_name: leave out --table-names injected")
+    names = tuple(dict.fromkeys(name.strip() for name in args.tables.split(",")))
+    try:
+        for name in names:
+            validate_table_name(name)
+    except InvalidNameError as err:
+        raise UsageError(f"--tables: {err}") from None
+    return names
+
+
+def _start_date(args: argparse.Namespace) -> str | None:
+    """``--start-date`` when it is a real day written YYYY-MM-DD (None when not given)."""
+    import re
+    from datetime import date
+
+    day: str | None = args.start_date
+    if day is None:
+        return None
+    try:
+        valid = re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) is not None and bool(
+            date.fromisoformat(day)
+        )
+    except ValueError:  # 2026-02-30
+        valid = False
+    if not valid:
+        raise UsageError(f"--start-date {day!r}: expected a day as YYYY-MM-DD")
+    return day
+
+
 def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
-    """Print the archive's Athena table, or create/update it in Glue with ``--apply``."""
+    """Print the archive's Athena table, or create/update it in Glue with ``--apply``.
+
+    The archive is listed only for what the options leave open: its tables (unless
+    ``--tables`` or ``--table-names injected``) and its first day (unless ``--start-date``).
+    """
     import dataclasses
     from datetime import UTC, datetime
 
@@ -348,6 +395,7 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
             validate_glue_name(value, what)
         except InvalidNameError as err:
             raise UsageError(f"{flag}: {err}") from None
+    given_tables, start_date = _given_tables(args), _start_date(args)
     settings = _settings(args)
     try:
         table = athena_table(
@@ -359,12 +407,17 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
         )
     except InvalidNameError as err:
         raise UsageError(f"--archive (or ARCHIVER_ARCHIVE_URI): {err}") from None
-    tables, first_day = archive_extent(store_for(settings.archive_uri))
-    if args.table_names == "enum" and not tables:
+    enumerate_tables = args.table_names == "enum"
+    tables, first_day = given_tables, start_date
+    if (enumerate_tables and tables is None) or first_day is None:
+        listed, listed_first_day = archive_extent(store_for(settings.archive_uri))
+        tables = tuple(listed) if tables is None else tables
+        first_day = first_day or listed_first_day
+    if enumerate_tables and not tables:
         log.warning("the archive holds no table yet: projecting table_name as injected")
     table = dataclasses.replace(
         table,
-        table_names=tuple(tables) if args.table_names == "enum" else (),
+        table_names=(tables or ()) if enumerate_tables else (),
         first_day=first_day or datetime.now(UTC).strftime("%Y-%m-%d"),
     )
     if args.glue_json:
@@ -403,6 +456,9 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     except ValueError as err:
         raise UsageError(f"--since/--until: {err}") from None
     store = store_for(settings.archive_uri, settings.sse_arguments)
+    if not store.exists():
+        what = "bucket" if settings.archive_uri.startswith("s3://") else "folder"
+        raise UsageError(f"--archive {settings.archive_uri}: no such {what}")
     report = run_compaction(
         store, table=args.table, since_us=since, until_us=until, target_bytes=args.target_bytes
     )
@@ -437,9 +493,16 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
 
     args = _parser().parse_args(argv)
     configure("WARNING" if args.quiet else "INFO", json=False)
-    commands = {"ingest": ingest, "athena-ddl": athena_ddl, "run": run, "compact": compact}
+    commands: dict[str, Callable[[argparse.Namespace, Any], int]] = {
+        "ingest": ingest,  # the only one that reads stdin
+        "athena-ddl": athena_ddl,
+        "run": run,
+        "compact": compact,
+    }
+    if stdin is None and sys.stdin is not None:
+        stdin = sys.stdin.buffer  # None when stdin is closed: ingest says so if it needs it
     try:
-        return commands[args.command](args, stdin or sys.stdin.buffer)
+        return commands[args.command](args, stdin)
     except (UsageError, InvalidNameError) as err:
         print(f"archiver: error: {err}", file=sys.stderr)
         return 2

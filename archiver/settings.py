@@ -8,7 +8,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from archiver.archive.errors import FormatError
+from archiver.archive.layout import validate_table_name
 from archiver.archive.schema import PromotedColumn, parse_promoted_columns
+from archiver.archive.store import sse_arguments
 from archiver.metrics import DEFAULT_NAMESPACE
 
 __all__ = ["ArchiverSettings"]
@@ -51,7 +53,7 @@ class ArchiverSettings(BaseSettings):
     default_table: str | None = Field(
         default=None,
         description="Table to file DynamoDB Streams records under when they carry no "
-        "`eventSourceARN` (records from GetRecords dumps).",
+        "`eventSourceARN` (records from GetRecords dumps); a DynamoDB table name.",
     )
     stream_arn: str | None = Field(
         default=None,
@@ -82,7 +84,7 @@ class ArchiverSettings(BaseSettings):
         "many seconds old, also when the stream is idle.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Log level; item data is never logged at INFO."
+        default="INFO", description="Log level; item data is never logged at INFO or WARNING."
     )
     metrics: bool = Field(
         default=True,
@@ -106,6 +108,13 @@ class ArchiverSettings(BaseSettings):
             raise ValueError(str(err)) from None
         return value
 
+    @field_validator("default_table", "table")
+    @classmethod
+    def _check_table(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_table_name(value)  # an InvalidNameError is a ValueError
+        return value
+
     @model_validator(mode="after")
     def _check_sse(self) -> ArchiverSettings:
         if self.sse_kms_key_id and self.sse != "aws:kms":
@@ -124,9 +133,4 @@ class ArchiverSettings(BaseSettings):
     @property
     def sse_arguments(self) -> dict[str, str]:
         """The S3 put arguments for server-side encryption."""
-        if self.sse == "none":
-            return {}
-        arguments: dict[str, str] = {"ServerSideEncryption": self.sse}
-        if self.sse_kms_key_id:
-            arguments["SSEKMSKeyId"] = self.sse_kms_key_id
-        return arguments
+        return sse_arguments(self.sse, self.sse_kms_key_id)

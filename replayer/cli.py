@@ -1,14 +1,20 @@
 """The ``replayer`` command line: ``replayer ls`` and ``replayer events``.
 
-Exit codes: 0 done; 1 failed (an unreadable or newer-format file, a store
-error), with the reason on stderr; 2 bad usage (an unknown option, a bad time,
-table name or key). Data goes to stdout (or ``--output``), messages to stderr.
+Exit codes: 0 done (also when the reader of stdout went away, as with
+``| head``); 1 failed (an unreadable or newer-format file, a store error, output
+that cannot be written), with the reason on stderr; 2 bad usage (an unknown
+option, a bad time, table name or key, an archive that does not exist, a file
+that cannot be opened or written, a closed stdout). Data goes to stdout (or
+``--output``), messages to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import IO, Any
@@ -237,7 +243,11 @@ def _store(args: argparse.Namespace) -> Any:
         uri = ReplayerSettings().archive_uri
     if not uri:
         raise UsageError("--archive is required (or set REPLAYER_ARCHIVE_URI)")
-    return open_store(uri)
+    store = open_store(uri)
+    if not store.exists():
+        what = "bucket" if uri.startswith("s3://") else "folder"
+        raise UsageError(f"--archive {uri}: no such {what}")
+    return store
 
 
 def _slice(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -320,16 +330,18 @@ def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
             out = open(args.output, "wb")  # noqa: SIM115 - closed below
         except OSError as err:
             raise UsageError(f"--output {args.output}: {err.strerror}") from None
+    name = args.output or "stdout"
     count = 0
     try:
-        with LineWriter(out) as writer:
+        with LineWriter(out, name=name) as writer:
             for lines in iter_record_texts(store, args.table, flt, suffix="\n"):
                 writer.put(lines)
                 count += len(lines)
+        _flush(out, name)
     finally:
-        out.flush()
         if out is not stdout:
-            out.close()
+            with contextlib.suppress(OSError):  # a failed write was reported already
+                out.close()
     print(f"{count} events from table {args.table}", file=sys.stderr)
     return 0
 
@@ -342,11 +354,12 @@ def ls(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     tables = list_tables(store)
     if not args.json:
         header = f"{'table':<32} {'records':>10} {'files':>6} {'bytes':>14}  {'first change':<20}  last change"
-        stdout.write((header + "\n").encode())
+        _write(stdout, (header + "\n").encode())
     for table in tables:
         s = summarize_table(store, table)
         if args.json:
-            stdout.write(
+            _write(
+                stdout,
                 orjson.dumps(
                     {
                         "table": s.table,
@@ -357,17 +370,46 @@ def ls(args: argparse.Namespace, stdout: IO[bytes]) -> int:
                         "last_change": format_us(s.last_change_us),
                     }
                 )
-                + b"\n"
+                + b"\n",
             )
         else:
             line = (
                 f"{s.table:<32} {s.rows:>10} {s.files:>6} {s.bytes:>14,}  "
                 f"{format_us(s.first_change_us):<20}  {format_us(s.last_change_us)}"
             )
-            stdout.write((line + "\n").encode())
+            _write(stdout, (line + "\n").encode())
     if not tables:
         print(f"no tables in {store.uri}", file=sys.stderr)
     return 0
+
+
+def _write(out: IO[bytes], data: bytes) -> None:
+    from replayer.jsonl import writing
+
+    with writing("stdout"):
+        out.write(data)
+
+
+def _flush(out: IO[bytes], name: str) -> None:
+    from replayer.jsonl import writing
+
+    with writing(name):
+        out.flush()
+
+
+def _checkpoint(args: argparse.Namespace, store: Any) -> Any:
+    """The run's checkpoint; a ``--checkpoint`` that cannot be written is bad usage, found first."""
+    from replayer.checkpoint import Checkpoint
+
+    path = None if args.dry_run else args.checkpoint
+    checkpoint = Checkpoint.open(path, _fingerprint(args, store))
+    try:
+        checkpoint.check_writable()
+    except OSError as err:
+        raise UsageError(
+            f"--checkpoint {args.checkpoint}: cannot write ({err.strerror or err})"
+        ) from None
+    return checkpoint
 
 
 def _fingerprint(args: argparse.Namespace, store: Any, **extra: Any) -> dict[str, Any]:
@@ -399,14 +441,13 @@ def _report(
     args: argparse.Namespace, summary: dict[str, Any], lines: list[str], stdout: IO[bytes]
 ) -> None:
     if args.json:
-        stdout.write(orjson.dumps(summary) + b"\n")
-        stdout.flush()
+        _write(stdout, orjson.dumps(summary) + b"\n")
+        _flush(stdout, "stdout")
     for line in lines:
         print(line, file=sys.stderr)
 
 
 def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
-    from replayer.checkpoint import Checkpoint
     from replayer.progress import Progress
     from replayer.redrive import LambdaInvoker, RedriveOptions
     from replayer.redrive import redrive as run
@@ -424,16 +465,13 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
         retries=args.retries,
         dry_run=args.dry_run,
     )
-    checkpoint = Checkpoint.open(
-        None if args.dry_run else args.checkpoint, _fingerprint(args, store)
-    )
+    checkpoint = _checkpoint(args, store)
     dead_letters = None
     if args.on_error == "dead-letter":
         from archiver.archive.store import open_store
+        from replayer.settings import ReplayerSettings
 
-        dead_letters = open_store(
-            store.uri, s3_additional_kwargs={"ServerSideEncryption": "AES256"}
-        )
+        dead_letters = open_store(store.uri, s3_additional_kwargs=ReplayerSettings().sse_arguments)
     invoker = LambdaInvoker(args.function)
     from archiver.archive.reader import REPLAY_COLUMNS
 
@@ -456,7 +494,8 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     lines = [f"redrive to {args.function}: {done} in {summary.elapsed:.1f} s"]
     if summary.failed:
         kept = " and kept under _errors/redrive/" if summary.dead_lettered else ""
-        lines.append(f"{len(summary.failed)} records failed{kept}:")
+        failed = "would fail" if args.dry_run else "failed"
+        lines.append(f"{len(summary.failed)} records {failed}{kept}:")
         lines += [f"  {f['record']}: {f['reason']}" for f in summary.failed[:20]]
     if summary.stopped:
         lines.append(f"stopped: {summary.stopped}")
@@ -469,7 +508,6 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
 def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     import time as clock
 
-    from replayer.checkpoint import Checkpoint
     from replayer.dynamo import TableWriter
     from replayer.export import open_export
     from replayer.progress import Progress
@@ -495,13 +533,12 @@ def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
         dry_run=args.dry_run,
     )
     export = open_export(args.base_export) if args.base_export else None
-    checkpoint = Checkpoint.open(
-        None if args.dry_run else args.checkpoint, _fingerprint(args, store)
-    )
-    import boto3
+    checkpoint = _checkpoint(args, store)
     from botocore.config import Config
 
-    client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
+    from archiver.archive.aws import client as aws_client
+
+    client = aws_client("dynamodb", config=Config(retries={"mode": "standard"}))
     writer = TableWriter(
         client, args.into, max_wcu=args.max_wcu, condition_attribute=args.conditional
     )
@@ -568,12 +605,34 @@ def format_until(us: int | None) -> str:
     return format_us(us)
 
 
+def _stdout(args: argparse.Namespace) -> IO[bytes]:
+    """The process's stdout; a closed one is bad usage for a command that writes to it."""
+    if sys.stdout is not None:
+        return sys.stdout.buffer
+    events_to_stdout = args.command == "events" and not args.output
+    if args.command == "ls" or events_to_stdout or getattr(args, "json", False):
+        hint = " (give --output FILE)" if events_to_stdout else ""
+        raise UsageError(f"stdout is closed{hint}")
+    return io.BytesIO()  # never written to: without --json the command writes to stderr only
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what could not be written is not tried again at exit."""
+    if sys.stdout is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None, stdout: IO[bytes] | None = None) -> int:
     """Run the ``replayer`` command; returns the exit status."""
     from archiver.archive.errors import ArchiveError, InvalidNameError
     from replayer.checkpoint import CheckpointError
     from replayer.dynamo import RestoreError
     from replayer.export import ExportError
+    from replayer.jsonl import OutputError
     from replayer.redrive import RedriveError
 
     args = _parser().parse_args(argv)
@@ -586,12 +645,20 @@ def main(argv: Sequence[str] | None = None, stdout: IO[bytes] | None = None) -> 
     }
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return commands[args.command](args, stdout or sys.stdout.buffer)
+        out = stdout if stdout is not None else _stdout(args)
+        code = commands[args.command](args, out)
+        _flush(out, "stdout")
+        return code
     except (UsageError, InvalidNameError) as err:
         print(f"replayer: error: {err}", file=sys.stderr)
         return 2
     except (ArchiveError, CheckpointError, RestoreError, ExportError, RedriveError) as err:
         print(f"replayer: error: {err}", file=sys.stderr)
+        return 1
+    except OutputError as err:
+        print(f"replayer: error: {err}", file=sys.stderr)
+        if stdout is None:
+            _drop_stdout()
         return 1
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error

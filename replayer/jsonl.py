@@ -8,13 +8,33 @@ pieces wait to be written, so memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["LineWriter", "write_texts"]
+__all__ = ["LineWriter", "OutputError", "write_texts", "writing"]
 
 _STOP = object()
+
+
+class OutputError(Exception):
+    """The output cannot be written (a full disk, a closed stdout): exit status 1.
+
+    A pipe whose reader went away (``| head``) is not one: that stays BrokenPipeError.
+    """
+
+
+@contextlib.contextmanager
+def writing(name: str) -> Iterator[None]:
+    """Turn a failed write or flush to ``name`` into an OutputError; a closed pipe stays one."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        raise OutputError(f"cannot write to {name}: {err.strerror or err}") from None
 
 
 def write_texts(out: IO[bytes], texts: Any) -> None:
@@ -28,12 +48,14 @@ def write_texts(out: IO[bytes], texts: Any) -> None:
 class LineWriter:
     """``with LineWriter(out) as writer: writer.put(texts)``: each piece written, in order.
 
-    An error writing (a closed pipe, a full disk) is raised by the next
-    :meth:`put`, or when the block ends.
+    An error writing is raised by the next :meth:`put`, or when the block ends:
+    BrokenPipeError for a closed pipe, OutputError naming ``name`` for any other
+    (a full disk).
     """
 
-    def __init__(self, out: IO[bytes], depth: int = 2) -> None:
+    def __init__(self, out: IO[bytes], depth: int = 2, name: str = "stdout") -> None:
         self.out = out
+        self.name = name
         self.error: BaseException | None = None
         self._pieces: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._run, name="jsonl-writer", daemon=True)
@@ -58,6 +80,7 @@ class LineWriter:
         while (texts := self._pieces.get()) is not _STOP:
             if self.error is None:  # after an error, keep taking pieces so put never blocks
                 try:
-                    write_texts(self.out, texts)
+                    with writing(self.name):
+                        write_texts(self.out, texts)
                 except BaseException as err:  # handed to the caller's thread
                     self.error = err

@@ -81,7 +81,11 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, dict):
-        return f"an object with keys {sorted(value)[:3]}" if len(value) != 1 else "an object"
+        if len(value) == 1:
+            return "an object"
+        if value.keys() <= ATTRIBUTE_TYPES:  # type names are no item data; other keys may be
+            return f"an object with keys {sorted(value)[:3]}"
+        return f"an object with {len(value)} keys"
     return {str: "a string", int: "a number", float: "a number", list: "a list"}.get(
         type(value), type(value).__name__
     )
@@ -124,7 +128,9 @@ def _check_value(av: Any) -> None:
         elif tag in ("SS", "NS", "BS"):
             _check_set(tag, v)
         else:
-            raise _Invalid(f"unknown attribute type {tag!r}")
+            # A short capitalised name is a mistyped type; anything else may be item data.
+            shown = repr(tag) if re.fullmatch(r"[A-Z]{1,4}", tag) else "(a key that names no type)"
+            raise _Invalid(f"unknown attribute type {shown}")
 
 
 def _check_set(tag: str, v: Any) -> None:
@@ -214,8 +220,15 @@ def _valid_other(tag: str, v: Any) -> bool:
 
 
 def _path(where: str, err: _Invalid) -> str:
+    """``where`` and the attribute path, with every map key below the top level shown as ``*``.
+
+    The path reaches logs: a top-level attribute name is the table's vocabulary, a list
+    index a position, but a key inside a map attribute is often item data
+    (``NewImage.by_email.*``, not the address).
+    """
     # Parts carry their own separator (".name" or "[i]"): a name may itself start with "[".
-    return where + "".join(reversed(err.path))
+    top, *inner = reversed(err.path)
+    return where + top + "".join(".*" if part[0] == "." else part for part in inner)
 
 
 def check_image(image: Any, where: str) -> None:
@@ -282,7 +295,7 @@ def json_number(text: str) -> str:
     try:
         return str(Decimal(text))
     except InvalidOperation:
-        raise RecordError(f"not a number: {text!r}") from None
+        raise RecordError("N must hold a number") from None  # never the text: it is item data
 
 
 def plain_value(av: dict[str, Any]) -> Any:

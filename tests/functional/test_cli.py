@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -208,6 +209,61 @@ class TestIngest:
 
         assert result.code == 2
         assert "--archive" in result.messages and "ARCHIVER_ARCHIVE_URI" in result.messages
+        clean(result.messages)
+
+    @pytest.mark.parametrize("table", ["../x", "ab", "a/b", "x" * 256])
+    def test_an_invalid_default_table_is_bad_usage_naming_the_option(
+        self, ingest: Any, tmp_path: Path, local_archive: str, table: str
+    ) -> None:
+        source = write(tmp_path / "a.json", orjson.dumps(changes(3)))
+
+        result = ingest("--archive", local_archive, "--table", table, source)
+
+        assert result.code == 2
+        assert "archiver: error: --table (or ARCHIVER_DEFAULT_TABLE)" in result.messages
+        assert "invalid table name" in result.messages
+        assert not Path(local_archive).exists()
+        clean(result.messages)
+
+    def test_an_invalid_default_table_in_the_environment_is_bad_usage(
+        self, ingest: Any, tmp_path: Path, local_archive: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ARCHIVER_DEFAULT_TABLE", "../x")
+
+        result = ingest("--archive", local_archive, write(tmp_path / "a.json", b"[]"))
+
+        assert result.code == 2 and "ARCHIVER_DEFAULT_TABLE" in result.messages
+
+    def test_warnings_about_bad_values_hold_no_map_keys_and_no_values(
+        self, ingest: Any, tmp_path: Path, local_archive: str
+    ) -> None:
+        # Given records whose bad values sit in maps keyed by e-mail addresses
+        secret = "alice@example.com"
+        good = changes(1)[0]
+        images = [
+            {"by_email": {"M": {secret: {"N": f"{secret}-not-a-number"}}}},
+            {"by_email": {"M": {secret: {secret: "x", "S": "y"}}}},
+            {"by_email": {"M": {secret: {secret: "x"}}}},
+            {"tags": {"L": [{"M": {secret: {"N": "12abc"}}}]}},
+        ]
+        records = []
+        for i, image in enumerate(images):
+            record = orjson.loads(orjson.dumps(good))
+            record["eventID"] = f"bad-{i}"
+            record["dynamodb"]["NewImage"] = {**record["dynamodb"]["Keys"], **image}
+            records.append(record)
+        # When they are ingested with the full image check (the default)
+        result = ingest(
+            "--archive", local_archive, write(tmp_path / "bad.json", orjson.dumps(records))
+        )
+        # Then each is dead-lettered with a warning naming the image, the top-level attribute
+        # and the depth, but neither the map key nor the value
+        assert result.code == 1
+        warnings = [line for line in result.messages.splitlines() if "dead-lettered record" in line]
+        assert len(warnings) == len(images)
+        assert secret not in result.messages
+        assert all("NewImage.by_email.*" in line for line in warnings[:3])
+        assert "NewImage.tags[0].*" in warnings[3]
         clean(result.messages)
 
     def test_a_missing_file_exits_2_naming_it_and_the_others_are_archived(
@@ -409,6 +465,20 @@ class TestReplayerLs:
             self._expected(archive, history["customers"], "customers"),
             self._expected(archive, history["orders"], "orders"),
         ]
+
+    def test_a_stray_table_folder_is_skipped_with_a_warning(
+        self, replayer: Any, own_archive: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Given, beside the archive's tables, a folder whose name is no table name
+        Path(own_archive, "table_name=...", "dt=2026-11-18").mkdir(parents=True)
+        Path(own_archive, "table_name=ab").mkdir()
+        # When the archive is listed
+        result = replayer("ls", "--archive", own_archive, "--json")
+        # Then the tables are listed and each stray folder is named in a warning
+        assert result.code == 0, result.messages
+        assert [t["table"] for t in lines_of(result.stdout)] == ["customers", "orders"]
+        assert "table_name=...: not a valid table name" in caplog.text
+        assert "table_name=ab: not a valid table name" in caplog.text
 
     def test_ls_of_an_empty_archive_says_so(self, replayer: Any, tmp_path: Path) -> None:
         result = replayer("ls", "--archive", str(tmp_path), "--json")
@@ -653,6 +723,9 @@ class TestReplayerEvents:
             (["--since", "yesterday"], "--since"),
             (["--until", "2026-13-45"], "--until"),
             (["--since", "1795010000", "--until", "1795000000"], "--since"),
+            (["--since", "99999999999999"], "--since"),  # the year 3 million
+            (["--until", "-99999999999999"], "--until"),
+            (["--until", "10000-01-01"], "--until"),
             (["--event-name", "UPSERT"], "--event-name"),
             (["--event-name", ","], "--event-name"),
             (["--key", "{pk: 1}"], "--key"),
@@ -686,6 +759,37 @@ class TestReplayerEvents:
 
         assert result.code == 2
         assert "--archive" in result.messages and "REPLAYER_ARCHIVE_URI" in result.messages
+
+
+class TestMissingArchive:
+    @pytest.mark.parametrize(
+        "command", [["ls"], ["events", "--table", "orders"], ["verify"]], ids=lambda c: c[0]
+    )
+    def test_a_folder_that_does_not_exist_is_an_error_not_an_empty_archive(
+        self, replayer: Any, tmp_path: Path, command: list[str]
+    ) -> None:
+        missing = tmp_path / "no" / "such" / "folder"
+
+        result = replayer(*command, "--archive", str(missing))
+
+        assert result.code == 2
+        assert result.messages == f"replayer: error: --archive {missing}: no such folder\n"
+        assert result.stdout == b"" and not missing.exists()
+
+    @pytest.mark.parametrize(
+        "command", [["ls"], ["events", "--table", "orders"], ["verify"]], ids=lambda c: c[0]
+    )
+    def test_a_bucket_that_does_not_exist_is_an_error_not_an_empty_archive(
+        self, replayer: Any, s3_archive: str, command: list[str]
+    ) -> None:
+        bucket = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
+
+        missing = replayer(*command, "--archive", f"s3://{bucket}/archive")
+        empty = replayer(*command, "--archive", s3_archive)  # a bucket with nothing in it yet
+
+        assert missing.code == 2
+        assert f"--archive s3://{bucket}/archive: no such bucket" in missing.messages
+        assert empty.code == 0, empty.messages
 
 
 class TestReplayerDamagedArchives:
@@ -866,3 +970,156 @@ class TestInstalledCommands:
         assert result.stdout == b""
         assert result.stderr.decode().startswith("replayer: error: --since")
         assert "Traceback" not in result.stderr.decode()
+
+    @pytest.mark.parametrize(
+        ("command", "code", "message"),
+        [
+            (
+                ["events", "--table", "orders"],
+                2,
+                "replayer: error: stdout is closed (give --output",
+            ),
+            (["ls"], 2, "replayer: error: stdout is closed"),
+            (["verify", "--json"], 2, "replayer: error: stdout is closed"),
+            (["events", "--table", "orders", "--output", os.devnull], 0, "events from table"),
+        ],
+        ids=["events", "ls", "verify-json", "events-output"],
+    )
+    def test_a_closed_stdout_is_bad_usage_when_the_command_writes_to_it(
+        self, archive: str, command: list[str], code: int, message: str
+    ) -> None:
+        # Given `replayer ...` started with its stdout closed (`>&-`)
+        result = subprocess.run(
+            [sys.executable, "-m", "replayer", *command, "--archive", archive],
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: os.close(1),
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+        # Then it says so in one line (or needs no stdout), without a traceback
+        stderr = result.stderr.decode()
+        assert result.returncode == code, stderr
+        assert stderr.startswith(message) or message in stderr
+        if code:
+            assert len(stderr.strip().splitlines()) == 1
+        assert "Traceback" not in stderr
+
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+    @pytest.mark.parametrize(
+        ("command", "output"),
+        [
+            (["events", "--table", "orders"], "stdout"),
+            (["events", "--table", "orders", "--output", "/dev/full"], "/dev/full"),
+            (["ls"], "stdout"),
+            (["ls", "--json"], "stdout"),
+        ],
+        ids=["events", "events-output", "ls", "ls-json"],
+    )
+    def test_a_full_disk_fails_in_one_line_naming_the_output(
+        self, archive: str, command: list[str], output: str
+    ) -> None:
+        # Given `replayer ...` writing to a device that is always full
+        with open("/dev/full", "wb") as full:
+            result = subprocess.run(
+                [sys.executable, "-m", "replayer", *command, "--archive", archive],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                cwd=ROOT,
+                timeout=120,
+                check=False,
+            )
+        # Then it fails (exit 1) in one line naming what could not be written
+        stderr = result.stderr.decode()
+        assert result.returncode == 1, stderr
+        assert stderr == f"replayer: error: cannot write to {output}: No space left on device\n"
+
+    def test_archiver_ingest_of_a_closed_stdin_is_bad_usage(self, local_archive: str) -> None:
+        result = subprocess.run(
+            [str(BIN / "archiver"), "ingest", "--archive", local_archive, "-"],
+            capture_output=True,
+            preexec_fn=lambda: os.close(0),
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+
+        stderr = result.stderr.decode()
+        assert result.returncode == 2, stderr
+        assert "-: stdin is closed" in stderr and "archived 0 of 0 records" in stderr
+        assert "Traceback" not in stderr
+
+
+# --- archiver run: what fails before the stream is read ----------------------------------------
+
+RUN_STREAM = stream_arn("orders")
+
+
+class TestArchiverRun:
+    @pytest.mark.parametrize(
+        "content",
+        [b"[1, 2]", b'"x"', b"{not json", b'{"stream_arn": "%s", "positions": [1]}'],
+        ids=["list", "string", "not-json", "positions-a-list"],
+    )
+    def test_a_malformed_checkpoint_fails_in_one_line_naming_it(
+        self, local_archive: str, capsys: pytest.CaptureFixture[str], content: bytes
+    ) -> None:
+        # Given a file under _checkpoints/ where the stream's checkpoint goes, that is not one
+        from archiver.poller import checkpoint_key
+
+        key = checkpoint_key(RUN_STREAM)
+        path = Path(local_archive, key)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content.replace(b"%s", RUN_STREAM.encode()))
+        # When the poller is started
+        code = archiver_cli.main(["run", "--archive", local_archive, "--stream-arn", RUN_STREAM])
+        # Then it stops before reading the stream, naming the file
+        err = capsys.readouterr().err
+        assert code == 1
+        assert err.startswith(f"archiver: error: cannot use checkpoint {local_archive}/{key}: ")
+        clean(err)
+
+    def test_a_checkpoint_that_cannot_be_written_fails_before_the_stream_is_read(
+        self, local_archive: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        blocker = write(tmp_path / "not-a-folder", b"")
+        checkpoint = f"{blocker}/shards.json"
+
+        code = archiver_cli.main(
+            [
+                "run",
+                "--archive",
+                local_archive,
+                "--stream-arn",
+                RUN_STREAM,
+                "--checkpoint",
+                checkpoint,
+            ]
+        )
+
+        err = capsys.readouterr().err
+        assert code == 1
+        assert (
+            err
+            == f"archiver: error: --checkpoint {checkpoint}: cannot write ({blocker} is not a folder)\n"
+        )
+
+    def test_a_closed_stdout_fails_before_the_stream_is_read_while_metrics_go_there(
+        self, local_archive: str
+    ) -> None:
+        # Given `archiver run` started with its stdout, where its metrics lines go, closed
+        command = [str(BIN / "archiver"), "run", "--archive", local_archive]
+        result = subprocess.run(
+            [*command, "--stream-arn", RUN_STREAM],
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: os.close(1),
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+        # Then it stops at once, in one line saying what to do
+        stderr = result.stderr.decode()
+        assert result.returncode == 1, stderr
+        assert stderr == (
+            "archiver: error: stdout is closed: metrics lines go there (or ARCHIVER_METRICS=false)\n"
+        )

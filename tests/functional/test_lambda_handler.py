@@ -247,7 +247,7 @@ class TestBadInput:
             assert by_position[3 + offset]["record"] == raw
         reasons = {p: f"{line['where']} {line['reason']}" for p, line in by_position.items()}
         assert "missing 'dynamodb'" in reasons[3] and "p1" in reasons[3]
-        assert "unknown attribute type 'Q'" in reasons[4] and "NewImage.x.y" in reasons[4]
+        assert "unknown attribute type 'Q'" in reasons[4] and "NewImage.x.*" in reasons[4]
         assert "unknown eventName 'UPSERT'" in reasons[5]
         assert "N must hold a number" in reasons[6] and "NewImage.n" in reasons[6]
         assert "kinesis.data is not base64" in reasons[7]

@@ -588,3 +588,47 @@ def test_a_bad_slice_exits_2(
     # Given --slice 3/2; When the re-drive runs; Then it exits 2 naming --slice, invoking nothing
     run = redrive(history[0], "--slice", "3/2")
     assert run.code == 2 and "--slice" in run.stderr and run.invocations == []
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-error", "skip"], ["--dry-run"]], ids=str)
+def test_a_payload_limit_below_every_record_fails_naming_the_record_and_its_size(
+    history: tuple[str, list[dict[str, Any]]],
+    lambda_server: Any,
+    redrive: Callable[..., Run],
+    mode: list[str],
+) -> None:
+    # Given records of a few hundred bytes each, and a payload limit of 100 bytes
+    uri, records = history
+    lambda_server.functions[FUNCTION] = Consumer()
+    # When they are re-driven (or a dry run is asked for)
+    run = redrive(uri, "--max-payload-bytes", "100", "--json", *mode)
+    # Then nothing is sent and the run fails, naming a record and how large it is
+    assert run.code == 1, run.stderr
+    assert run.invocations == []
+    assert run.summary is not None and not run.summary["ok"]
+    first = run.summary["failed"][0]
+    assert first["record"] == f"{records[0]['eventID']}/{sequence_of(records[0])}"
+    size = len(orjson.dumps({"Records": [records[0]]}))
+    assert f"payload of {size} bytes, over the limit of 100 bytes" in first["reason"]
+    assert first["record"] in run.stderr and "over the limit of 100 bytes" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_checkpoint_that_cannot_be_written_is_bad_usage_before_anything_is_sent(
+    history: tuple[str, list[dict[str, Any]]],
+    lambda_server: Any,
+    redrive: Callable[..., Run],
+    tmp_path: Path,
+) -> None:
+    # Given a --checkpoint in a folder that cannot be made (its parent is a file)
+    lambda_server.functions[FUNCTION] = Consumer()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    checkpoint = blocker / "redrive.checkpoint"
+    # When the re-drive runs
+    run = redrive(history[0], "--checkpoint", str(checkpoint))
+    # Then it exits 2 in one line naming the option and the path, and invokes nothing
+    assert run.code == 2, run.stderr
+    assert run.invocations == []
+    assert run.stderr.startswith(f"replayer: error: --checkpoint {checkpoint}: cannot write")
+    assert len(run.stderr.strip().splitlines()) == 1

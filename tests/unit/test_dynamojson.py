@@ -269,9 +269,9 @@ def test_check_image_names_the_path_and_the_problem(bad: Any, reason: str) -> No
     }
     with pytest.raises(RecordError) as caught:
         check_image(image, "NewImage")
-    assert caught.value.where == "NewImage.x.y"
+    assert caught.value.where == "NewImage.x.*"  # a key inside a map may be item data
     assert reason in caught.value.reason
-    assert str(caught.value) == f"NewImage.x.y: {caught.value.reason}"
+    assert str(caught.value) == f"NewImage.x.*: {caught.value.reason}"
 
     del image["x"]
     with pytest.raises(RecordError) as caught:
@@ -282,9 +282,7 @@ def test_check_image_names_the_path_and_the_problem(bad: Any, reason: str) -> No
 
 def test_path_through_lists_and_maps() -> None:
     image = {"a": {"L": [{"M": {"b": {"L": [{"S": "x"}, {"M": {"[c]": {"NULL": False}}}]}}}]}}
-    with pytest.raises(
-        RecordError, match=re.escape(r"NewImage.a[0].b[1].[c]: NULL must hold true")
-    ):
+    with pytest.raises(RecordError, match=re.escape(r"NewImage.a[0].*[1].*: NULL must hold true")):
         check_image(image, "NewImage")
 
 
@@ -304,6 +302,36 @@ def test_messages_hold_types_never_values(bad: Any) -> None:
     with pytest.raises(RecordError) as caught:
         check_image({"x": {"N": SECRET}}, "NewImage")
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"N": "x"},  # a bad value under the secret map key
+        {SECRET: "1"},  # the secret as a type key
+        {"S": "a", SECRET: "1"},  # among the keys of an attribute value
+    ],
+    ids=["value", "type-key", "keys"],
+)
+def test_messages_hold_no_map_keys(bad: Any) -> None:
+    # Given an image whose map attribute is keyed by item data (an e-mail address)
+    image = {"by_email": {"M": {SECRET: {"M": {"n": bad}}}}, "l": {"L": [{"M": {SECRET: bad}}]}}
+    # When it is checked, Then the message names the attribute, the depth and the type only
+    with pytest.raises(RecordError) as caught:
+        check_image(image, "orders/e1/100 NewImage")
+    assert SECRET not in str(caught.value)
+    assert caught.value.where == "orders/e1/100 NewImage.by_email.*.*"
+    del image["by_email"]
+    with pytest.raises(RecordError) as caught:
+        check_image(image, "NewImage")
+    assert SECRET not in str(caught.value)
+    assert caught.value.where == "NewImage.l[0].*"
+
+
+def test_plain_json_of_a_bad_number_does_not_show_it() -> None:
+    with pytest.raises(RecordError) as caught:
+        plain_json({"n": {"N": SECRET}})
+    assert SECRET not in str(caught.value) and "N must hold a number" in str(caught.value)
 
 
 # --- the two walks agree on corrupted and on arbitrary input --------------------
@@ -342,7 +370,9 @@ def replaced(image: dict[str, Any], path: tuple[str | int, ...], new: Any) -> di
 
 
 def path_text(path: tuple[str | int, ...]) -> str:
-    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)
+    """The path as messages give it: the top-level name, list indexes, map keys as ``*``."""
+    top, *inner = path
+    return f".{top}" + "".join(f"[{step}]" if isinstance(step, int) else ".*" for step in inner)
 
 
 @PROPERTY

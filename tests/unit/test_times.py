@@ -66,6 +66,33 @@ def test_bad_time_names_the_text(text: str) -> None:
     assert "ISO-8601" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "99999999999999",  # epoch seconds in the year 3 million: an OverflowError once
+        "-99999999999999",
+        "253402300800",  # 10000-01-01
+        "-62135596801",  # one second before 0001-01-01
+        "9" * 5000,  # more digits than Python turns into an int
+        "9999-12-31T23:59:59-01:00",  # 10000-01-01 in UTC
+        "0001-01-01T00:00:00+01:00",  # year 0 in UTC
+    ],
+    ids=lambda text: text[:20],
+)
+def test_a_time_before_year_1_or_after_9999_is_out_of_range(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range") as caught:
+        parse_time(text)
+    assert text[:20] in str(caught.value)
+
+
+def test_the_first_and_last_representable_times_are_accepted() -> None:
+    assert parse_time("0001-01-01") == us(datetime(1, 1, 1, tzinfo=UTC))
+    assert parse_time("-62135596800") == us(datetime(1, 1, 1, tzinfo=UTC))
+    last = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert parse_time("9999-12-31T23:59:59.999999Z") == us(last)
+    assert parse_time("253402300799.999999") == us(last)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31)),
