@@ -1,39 +1,61 @@
 """Resumable progress: what a run has acknowledged, durably, so a rerun goes on after it.
 
-A checkpoint is a small JSON file, rewritten atomically (temporary file,
-fsync, rename) after every acknowledged batch. It records the run's
-*fingerprint* (archive, table, window, filters, slice, target, lanes), the
-last partition finished, and, inside the partition in progress, the index of
-the last acknowledged change of each lane. Work is split into lanes by key
-hash, and a lane's changes are acknowledged in order, so "index <= last
-acknowledged" is exactly what was done.
+A checkpoint is a small JSON document (the archive format's checkpoint
+document, :mod:`archiver.archive.checkpoints`, of kind ``replay``), rewritten
+whole after every acknowledged batch: a local file is replaced atomically
+(temporary file, fsync, rename), an ``s3://bucket/key`` object by its PUT. It
+records the run's *fingerprint* (archive, table, window, filters, slice,
+target, lanes), the last partition finished, and, inside the partition in
+progress, the index of the last acknowledged change of each lane. Work is
+split into lanes by key hash, and a lane's changes are acknowledged in order,
+so "index <= last acknowledged" is exactly what was done.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+from archiver.archive.checkpoints import CheckpointFormatError, read_document, write_document
+from archiver.archive.errors import StoreError
+from archiver.archive.store import (
+    ArchiveStore,
+    LocalStore,
+    check_writable_folder,
+    open_store,
+    split_s3_uri,
+)
 
 __all__ = ["Checkpoint", "CheckpointError"]
 
+KIND = "replay"
 VERSION = 1
 
 
 class CheckpointError(Exception):
-    """A checkpoint that cannot be used for this run (other run, unreadable, newer format)."""
+    """A checkpoint that cannot be used for this run (other run, unreadable, newer format,
+    or that cannot be written)."""
+
+
+def _place(location: str) -> tuple[ArchiveStore, str]:
+    """The store and key of a checkpoint given as a path or as ``s3://bucket/key``."""
+    if location.startswith("s3://"):
+        bucket, prefix = split_s3_uri(location)
+        folder, _, name = prefix.rstrip("/").rpartition("/")
+        if not name:
+            raise CheckpointError(f"checkpoint {location}: expected s3://bucket/key")
+        return open_store(f"s3://{bucket}/{folder}"), name
+    path = Path(location).expanduser()
+    return LocalStore(path.parent), path.name
 
 
 @dataclass
 class Checkpoint:
-    """Progress of one run; ``path`` None keeps it in memory only."""
+    """Progress of one run; ``location`` None keeps it in memory only."""
 
-    path: Path | None
+    location: str | None
     fingerprint: dict[str, Any]
     done_through_us: int | None = None  # every partition up to this hour start is finished
     partition_us: int | None = None  # the partition in progress
@@ -41,39 +63,59 @@ class Checkpoint:
     lanes: dict[int, int] = field(default_factory=dict)  # lane -> last acknowledged index
     finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _store: tuple[ArchiveStore, str] | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, path: str | None, fingerprint: dict[str, Any]) -> Checkpoint:
-        """Load the checkpoint at ``path`` if it exists and belongs to this run, else start one."""
-        if path is None:
+    def open(cls, location: str | None, fingerprint: dict[str, Any]) -> Checkpoint:
+        """Load the checkpoint at ``location`` if it exists and belongs to this run, else start one.
+
+        ``location`` is a file path or ``s3://bucket/key``.
+        """
+        if location is None:
             return cls(None, fingerprint)
-        file = Path(path)
-        if not file.exists():
-            return cls(file, fingerprint)
+        store, key = _place(location)
         try:
-            data = orjson.loads(file.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as err:
-            raise CheckpointError(f"checkpoint {path}: unreadable ({err})") from None
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise CheckpointError(f"checkpoint {path}: not a checkpoint of this version")
+            data = read_document(store, key, KIND, VERSION)
+        except NotADirectoryError:
+            data = None  # a file where its folder should be: no checkpoint, and none writable
+        except CheckpointFormatError as err:
+            raise CheckpointError(f"checkpoint {location}: unusable ({err})") from None
+        except (StoreError, OSError) as err:
+            raise CheckpointError(f"checkpoint {location}: unreadable ({err})") from None
+        if data is None:
+            return cls(location, fingerprint, _store=(store, key))
         saved = data.get("fingerprint", {})
         if saved != fingerprint:
             differences = sorted(
                 k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
             )
             raise CheckpointError(
-                f"checkpoint {path} belongs to another run (different {', '.join(differences)}); "
-                "use another --checkpoint path or delete it to start over"
+                f"checkpoint {location} belongs to another run (different "
+                f"{', '.join(differences)}); use another --checkpoint path or delete it to "
+                "start over"
             )
+        try:
+            lanes = {int(k): int(v) for k, v in (data.get("lanes") or {}).items()}
+        except (AttributeError, TypeError, ValueError):
+            raise CheckpointError(f"checkpoint {location}: unusable (lanes)") from None
         return cls(
-            file,
+            location,
             fingerprint,
             done_through_us=data.get("done_through_us"),
             partition_us=data.get("partition_us"),
             partition_digest=data.get("partition_digest"),
-            lanes={int(k): int(v) for k, v in (data.get("lanes") or {}).items()},
+            lanes=lanes,
             finished=bool(data.get("finished")),
+            _store=(store, key),
         )
+
+    def check_writable(self) -> None:
+        """Raise OSError now if the checkpoint could not be written later.
+
+        The file is replaced by a rename: what matters is that its folder takes a new file.
+        """
+        if self._store is not None and isinstance(self._store[0], LocalStore):
+            check_writable_folder(self._store[0].root)
 
     def is_done(self, partition_us: int) -> bool:
         return self.done_through_us is not None and partition_us <= self.done_through_us
@@ -94,7 +136,7 @@ class Checkpoint:
             if self.partition_us == partition_us and self.lanes:
                 if self.partition_digest != digest:
                     raise CheckpointError(
-                        f"checkpoint {self.path}: the archive's files for this hour changed since the "
+                        f"checkpoint {self.location}: the archive's files for this hour changed since the "
                         "checkpoint was written; delete the checkpoint to start over"
                     )
                 return
@@ -124,29 +166,21 @@ class Checkpoint:
             self._save()
 
     def _save(self) -> None:
-        if self.path is None:
+        if self._store is None:
             return
-        data = orjson.dumps(
-            {
-                "version": VERSION,
-                "fingerprint": self.fingerprint,
-                "done_through_us": self.done_through_us,
-                "partition_us": self.partition_us,
-                "partition_digest": self.partition_digest,
-                "lanes": {str(k): v for k, v in sorted(self.lanes.items())},
-                "finished": self.finished,
-            },
-            option=orjson.OPT_INDENT_2,
-        )
-        folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=folder)
+        store, key = self._store
+        body = {
+            "fingerprint": self.fingerprint,
+            "done_through_us": self.done_through_us,
+            "partition_us": self.partition_us,
+            "partition_digest": self.partition_digest,
+            "lanes": {str(k): v for k, v in sorted(self.lanes.items())},
+            "finished": self.finished,
+        }
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            write_document(store, key, KIND, VERSION, body)
+        except StoreError as err:
+            raise CheckpointError(
+                f"checkpoint {self.location}: cannot write ({err}); a rerun repeats what was "
+                "done after the last checkpoint that was written"
+            ) from err

@@ -6,28 +6,32 @@ schema versions, unreadable files. For poller-written data (rows with a
 file, one event per sequence number across files (overlapping files from a
 restart hold the same records and are only duplicates), and, against the
 poller's checkpoints, no position ahead of the archived data and no range
-recorded as lost. Reads one hour partition at a time.
+recorded as lost. Checks one hour partition at a time, the files after it
+fetched ahead (``archiver.archive.fetch``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archiver.archive.checkpoints import CheckpointFormatError, stream_checkpoints
 from archiver.archive.codec import check_columns, check_schema_version
 from archiver.archive.errors import FormatError
+from archiver.archive.fetch import Fetched, decoded_size, fetch_ahead
 from archiver.archive.reader import list_partitions, list_tables
 from archiver.archive.record import pad_sequence
 from archiver.archive.schema import Col
-from archiver.archive.store import ArchiveStore
+from archiver.archive.store import ArchiveStore, StoredObject
 
 __all__ = ["TableCheck", "VerifyReport", "verify"]
 
-CHECKPOINT_PREFIX = "_checkpoints/"
 _COLUMNS = [Col.EVENT_ID, Col.SEQUENCE_NUMBER, Col.CHANGE_TIME, Col.SHARD_ID]
 
 
@@ -73,19 +77,36 @@ class VerifyReport:
         return not self.problems and not any(t.problems for t in self.tables)
 
 
-def _check_partition(store: ArchiveStore, files: list[Any], check: TableCheck) -> None:
+def _read_file(store: ArchiveStore, obj: StoredObject) -> tuple[int, pa.Table | Exception]:
+    """One file's schema version, and every column of every page decoded (and its checksum
+    checked), or what stopped that: a file that replay or compaction could not read does not
+    pass. Runs on a fetch thread (Parquet decodes without the GIL)."""
+    name = f"{store.uri}/{obj.key}"
+    parquet = pq.ParquetFile(pa.BufferReader(store.get(obj.key)), page_checksum_verification=True)
+    version = check_schema_version(parquet.schema_arrow, name)
+    try:
+        check_columns(parquet.schema_arrow, name)
+        return version, parquet.read()
+    except (FormatError, pa.ArrowInvalid, OSError) as err:
+        return version, err  # the version counts even so
+
+
+def _check_partition(
+    store: ArchiveStore,
+    fetched: Iterable[Fetched[tuple[int, pa.Table | Exception]]],
+    check: TableCheck,
+) -> None:
+    """Check one partition's files, from their reads (every one is used, whatever fails)."""
     seen: dict[str, str] = {}  # padded sequence of a shard row -> event id
     ids: set[str] = set()
-    for obj in files:
+    for item in fetched:
+        obj = item.obj
         name = f"{store.uri}/{obj.key}"
         try:
-            with store.open(obj.key) as handle:
-                parquet = pq.ParquetFile(handle, page_checksum_verification=True)
-                check.schema_versions.add(check_schema_version(parquet.schema_arrow, name))
-                check_columns(parquet.schema_arrow, name)
-                # Every column of every page is decoded (and its checksum checked): a file
-                # that replay or compaction could not read does not pass.
-                table = parquet.read()
+            version, table = item.result()
+            check.schema_versions.add(version)
+            if isinstance(table, Exception):
+                raise table
         except FormatError as err:  # its message names the file
             check.problems.append(f"unreadable: {err}")
             continue
@@ -136,25 +157,20 @@ def _check_checkpoints(store: ArchiveStore, report: VerifyReport, table: str | N
     for check in report.tables:
         for shard, sequence in check.shards.items():
             archived[shard] = max(archived.get(shard, ""), sequence)
-    for obj in store.list(CHECKPOINT_PREFIX):
-        where = f"{store.uri}/{obj.key}"
-        try:
-            data = orjson.loads(store.get(obj.key))
-        except (orjson.JSONDecodeError, FileNotFoundError) as err:
-            report.problems.append(f"{where}: unreadable checkpoint ({err})")
+    for key, found in stream_checkpoints(store):
+        where = f"{store.uri}/{key}"
+        if isinstance(found, CheckpointFormatError):
+            report.problems.append(str(found))
             continue
-        if not isinstance(data, dict):
-            report.problems.append(f"{where}: not a poller checkpoint (not a JSON object)")
+        if table is not None and f":table/{table}/stream/" not in found.stream_arn:
             continue
-        if table is not None and f":table/{table}/stream/" not in str(data.get("stream_arn", "")):
-            continue
-        for gap in data.get("gaps", []):
+        for gap in found.gaps:
             report.problems.append(
                 f"{where}: records of shard {gap.get('shard')} after sequence "
                 f"{gap.get('after_sequence')} were lost ({gap.get('reason')})"
             )
-        for shard, position in (data.get("positions") or {}).items():
-            if pad_sequence(str(position)) > archived.get(shard, ""):
+        for shard, position in found.positions.items():
+            if pad_sequence(position) > archived.get(shard, ""):
                 report.problems.append(
                     f"{where}: shard {shard} is checkpointed at {position}, beyond the "
                     "archived data: records between them are missing"
@@ -166,8 +182,17 @@ def verify(store: ArchiveStore, table: str | None = None) -> VerifyReport:
     report = VerifyReport()
     for name in [table] if table else list_tables(store):
         check = TableCheck(name)
-        for _, files in list_partitions(store, name):
-            _check_partition(store, files, check)
+        partitions = list_partitions(store, name)
+        # Every file of the table, in order, fetched and decoded ahead of the partition being
+        # checked.
+        fetched = fetch_ahead(
+            [obj for _, files in partitions for obj in files],
+            lambda obj: _read_file(store, obj),
+            weight=decoded_size,
+        )
+        with closing(fetched):
+            for _, files in partitions:
+                _check_partition(store, islice(fetched, len(files)), check)
         report.tables.append(check)
     _check_checkpoints(store, report, table)
     return report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -464,8 +465,24 @@ class TestCheckpoints:
 
     @pytest.mark.parametrize(
         ("content", "problem"),
-        [(b"{not json", "unreadable checkpoint"), (b"[1, 2]", "not a poller checkpoint")],
-        ids=["not-json", "json-list"],
+        [
+            (b"{not json", "not a checkpoint (not JSON"),
+            (b"[1, 2]", "not a checkpoint (not a JSON object)"),
+            (b'{"gaps": 5}', "not a stream checkpoint (gaps must be a list of objects)"),
+            (b'{"gaps": ["lost"]}', "not a stream checkpoint (gaps must be a list of objects)"),
+            (b'{"positions": ["shard-1"]}', "not a stream checkpoint (positions must be"),
+            (b'{"positions": {"shard-1": 17}}', "not a stream checkpoint (positions must be"),
+            (b'{"positions": {"shard-1": null}}', "not a stream checkpoint (positions must be"),
+        ],
+        ids=[
+            "not-json",
+            "json-list",
+            "gaps-a-number",
+            "gap-a-string",
+            "positions-a-list",
+            "position-a-number",
+            "position-null",
+        ],
     )
     def test_an_unreadable_checkpoint_fails_naming_it(
         self, local_archive: str, verify: Any, content: bytes, problem: str
@@ -536,6 +553,30 @@ class TestSelection:
 
         assert run.code == 2 and run.report is None
         assert "--table" in run.messages and repr(table) in run.messages
+
+    def test_a_stray_table_folder_is_skipped_with_a_warning(
+        self, archive_uri: str, verify: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Given a sound table and, beside it, an object under a folder that names no table
+        store = open_store(archive_uri)
+        write_batches(store, changes("orders", 60, seed=8))
+        store.put("table_name=a b/dt=2026-11-18/hour=01/1_1_0000000000000000.parquet", b"x")
+        # When the archive is verified
+        run = verify(archive_uri)
+        # Then the table passes and the stray folder is named in a warning
+        assert run.code == 0, run.messages
+        assert run.report is not None
+        assert [t["table"] for t in run.report["tables"]] == ["orders"]
+        assert "table_name=a b: not a valid table name" in caplog.text
+
+    def test_an_archive_that_does_not_exist_is_bad_usage_not_an_empty_archive(
+        self, verify: Any, tmp_path: Path
+    ) -> None:
+        run = verify(str(tmp_path / "no-such-folder"))
+
+        assert run.code == 2 and run.report is None
+        assert "no-such-folder: no such folder" in run.messages
+        assert "verify: OK" not in run.messages
 
     def test_no_archive_anywhere_is_bad_usage(self, verify: Any) -> None:
         run = verify(None)

@@ -100,8 +100,8 @@ def test_a_checkpoint_is_replaced_atomically(
     def refuse(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("replayer.checkpoint.os.fsync", refuse)
-    with pytest.raises(OSError, match="Input/output error"):
+    monkeypatch.setattr("archiver.archive.store.os.fsync", refuse)
+    with pytest.raises(CheckpointError, match=r"cannot write .*Input/output error"):
         checkpoint.ack(P1, 0, 50)
 
     # Then the previous checkpoint is intact and no temporary file is left behind
@@ -162,13 +162,13 @@ def test_a_partition_whose_files_changed_is_not_resumed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"{not json", "unreadable"),
-        (
-            orjson.dumps({"version": 99, "fingerprint": FINGERPRINT}),
-            "not a checkpoint of this version",
-        ),
-        (orjson.dumps([1, 2]), "not a checkpoint of this version"),
+        (b"{not json", "not JSON"),
+        (orjson.dumps({"version": 99, "fingerprint": FINGERPRINT}), "newer version"),
+        (orjson.dumps([1, 2]), "not a JSON object"),
+        (orjson.dumps({"kind": "stream", "version": 1}), "a 'stream' checkpoint"),
+        (orjson.dumps({"version": 1, "fingerprint": FINGERPRINT, "lanes": [1]}), "lanes"),
     ],
+    ids=["not-json", "newer", "not-an-object", "the-pollers", "bad-lanes"],
 )
 def test_an_unusable_checkpoint_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
     # Given a file that is not a checkpoint of this version; When opened; Then refused, named
@@ -496,3 +496,47 @@ def test_read_ahead_keeps_order_and_raises_each_error_in_its_turn() -> None:
         if item == 1:
             break
     assert made == [0, 1, 2]
+
+
+# --- server-side encryption of what the replayer writes ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"ServerSideEncryption": "AES256"}),
+        (
+            {"ARCHIVER_SSE": "aws:kms", "ARCHIVER_SSE_KMS_KEY_ID": "alias/archive"},
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/archive"},
+        ),
+        ({"ARCHIVER_SSE": "aws:kms", "REPLAYER_SSE": "none"}, {}),
+    ],
+    ids=["default", "the-archivers-variables", "the-replayers-own-wins"],
+)
+def test_dead_letters_are_encrypted_as_the_archiver_encrypts_the_archive(
+    env: dict[str, str], expected: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver.settings import ArchiverSettings
+    from replayer.settings import ReplayerSettings
+
+    for name in ("ARCHIVER_SSE", "ARCHIVER_SSE_KMS_KEY_ID", "REPLAYER_SSE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert ReplayerSettings().sse_arguments == expected
+    if "REPLAYER_SSE" not in env:  # one configuration: the same arguments as the archiver's
+        assert ArchiverSettings(archive_uri="s3://archive").sse_arguments == expected
+
+
+def test_a_checkpoint_can_live_on_s3(s3_archive: str) -> None:
+    # Given a run whose --checkpoint is an object in a bucket
+    location = s3_archive.replace("/archive", "/runs/restore.checkpoint")
+    checkpoint = Checkpoint.open(location, FINGERPRINT)
+    checkpoint.begin(P1, "files-1")
+    checkpoint.ack(P1, 0, 11)
+    # When the rerun opens it, Then it goes on where the first run was
+    again = Checkpoint.open(location, FINGERPRINT)
+    assert again.acknowledged(P1, 0) == 11
+    # and another run's arguments are refused as with a local file
+    with pytest.raises(CheckpointError, match="another run"):
+        Checkpoint.open(location, FINGERPRINT | {"mode": "state"})
