@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
+from itertools import islice
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from archiver.archive.codec import order_rows, read_archive_file, table_name, write_parquet
-from archiver.archive.errors import FormatError
+from archiver.archive.errors import FormatError, StoreError
+from archiver.archive.fetch import Fetched, decoded_size, fetch_ahead
 from archiver.archive.layout import Partition
 from archiver.archive.reader import list_partitions, list_tables
 from archiver.archive.record import KINESIS_SOURCE
@@ -123,12 +126,17 @@ def compact_partition(
     files: list[StoredObject],
     target: int,
     report: CompactReport,
+    fetched: Sequence[Fetched[pa.Table]] | None = None,
 ) -> bool:
-    """Compact one partition; False when its files already are what compaction would write."""
-    tables = []
-    for obj in files:
-        with store.open(obj.key) as handle:
-            tables.append(read_archive_file(handle, f"{store.uri}/{obj.key}"))
+    """Compact one partition; False when its files already are what compaction would write.
+
+    The files come from ``fetched`` (their finished reads, in the order of
+    ``files``), else are read here.
+    """
+    if fetched is None:
+        with closing(_read_files(store, files)) as own:
+            fetched = list(own)
+    tables = [item.result() for item in fetched]
     schema = _merged_schema(tables)
     merged = pa.concat_tables(
         [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
@@ -179,20 +187,67 @@ def compact(
 ) -> CompactReport:
     """Compact every partition of ``table`` (or of every table) in the window.
 
-    A partition that cannot be read (a foreign or newer file) is reported in
-    ``errors`` and left as it is; the others go on.
+    A partition that cannot be read (a foreign or newer file, or a file that
+    went away between the listing and the read, as when two compactions race)
+    is reported in ``errors`` and left as it is; the others go on.
     """
     report = CompactReport()
     for name in [table] if table else list_tables(store):
-        for partition, files in list_partitions(store, name, since_us, until_us):
-            report.partitions_seen += 1
-            if on_partition is not None:
-                on_partition(partition)
-            if not _needs_compaction(files, target_bytes):
-                continue
-            try:
-                compact_partition(store, partition, files, target_bytes, report)
-            except (FormatError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
-                report.errors.append(f"{partition.prefix}: {err}")
-                log.error("partition left as it is: %s: %s", partition.prefix, err)
+        partitions = list_partitions(store, name, since_us, until_us)
+        todo = [files for _, files in partitions if _needs_compaction(files, target_bytes)]
+        # The inputs of the partitions after the one being compacted are fetched meanwhile;
+        # nothing is fetched before the first partition's turn (``on_partition``).
+        with closing(_read_files(store, [obj for files in todo for obj in files])) as fetched:
+            _compact_table(store, partitions, fetched, target_bytes, report, on_partition)
     return report
+
+
+def _read_files(
+    store: ArchiveStore, files: list[StoredObject]
+) -> Generator[Fetched[pa.Table], None, None]:
+    """Every file read whole, in order, fetched and decoded ahead on the fetch threads (Parquet
+    decodes without the GIL)."""
+
+    def read(obj: StoredObject) -> pa.Table:
+        return read_archive_file(pa.BufferReader(store.get(obj.key)), f"{store.uri}/{obj.key}")
+
+    return fetch_ahead(files, read, weight=decoded_size)
+
+
+def _compact_table(
+    store: ArchiveStore,
+    partitions: list[tuple[Partition, list[StoredObject]]],
+    fetched: Iterator[Fetched[pa.Table]],
+    target_bytes: int,
+    report: CompactReport,
+    on_partition: Callable[[Partition], None] | None,
+) -> None:
+    """Compact one table's partitions that need it, their files taken in order from ``fetched``."""
+    for partition, files in partitions:
+        report.partitions_seen += 1
+        if on_partition is not None:
+            on_partition(partition)
+        if not _needs_compaction(files, target_bytes):
+            continue
+        # Every fetch of the partition is taken, finished, before any is used: a partition
+        # that fails leaves none of its own for the next one.
+        inputs = list(islice(fetched, len(files)))
+        try:
+            compact_partition(store, partition, files, target_bytes, report, inputs)
+        except (FormatError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            report.errors.append(f"{partition.prefix}: {err}")
+            log.error("partition left as it is: %s: %s", partition.prefix, err)
+        except StoreError as err:
+            # Merged files are written before any input is removed: a failure anywhere leaves
+            # a partition that replays the same (duplicates are dropped on read), and a rerun
+            # finishes it. The other partitions go on.
+            report.errors.append(f"{partition.prefix}: {err}; a rerun finishes it")
+            log.error("partition not compacted: %s: %s", partition.prefix, err)
+        except FileNotFoundError as err:
+            # Only reads come before the writes: nothing of this partition was changed.
+            reason = (
+                f"{err.filename or err} went away while it was read (is another "
+                "compaction running?); left as it is, a rerun finishes it"
+            )
+            report.errors.append(f"{partition.prefix}: {reason}")
+            log.error("partition left as it is: %s: %s", partition.prefix, reason)

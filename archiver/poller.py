@@ -11,6 +11,12 @@ record is ``flush_interval`` seconds old.
 Only after a flush is durable are the shards' positions checkpointed, so a
 crash re-reads at most the unflushed tail, into files the reader dedupes.
 
+A flush the store refuses for good (access denied, no such bucket, a read-only
+disk) stops the poller with ``ArchiveUnwritable``, nothing of the buffer
+checkpointed; one that may pass (an outage, throttling, a full disk) is retried
+with a jittered, capped backoff, and no new pages are read while the buffer is
+at its bound, so memory stays bounded however long the outage lasts.
+
 Iterator expiry re-opens after the last read position; throttling backs off;
 data trimmed away (older than 24 hours) is reported as a gap, loudly, with the
 shard and the range lost, and recorded in the checkpoint for ``verify``.
@@ -19,6 +25,7 @@ shard and the range lost, and recorded in the checkpoint for ``verify``.
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import time
@@ -26,8 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from archiver.archive.checkpoints import (
+    CHECKPOINT_PREFIX,
+    CheckpointFormatError,
+    StreamCheckpoint,
+    checkpoint_key,
+)
 from archiver.archive.errors import StoreError
 from archiver.archive.store import ArchiveStore
 from archiver.streams import (
@@ -42,24 +53,35 @@ from archiver.streams import (
 )
 from archiver.write import ArchiveOptions, ArchiveReport, Decoded, write_decoded
 
-__all__ = ["FlushPolicy", "Poller", "ShardCheckpoints", "checkpoint_key"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "ArchiveUnwritable",
+    "FlushPolicy",
+    "Poller",
+    "ShardCheckpoints",
+    "checkpoint_key",
+]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "_checkpoints/"
+FLUSH_BACKOFF_MAX = 60.0  # seconds between tries of a failing flush, at most
 
 
-def checkpoint_key(stream_arn: str) -> str:
-    """Where a stream's checkpoint lives in the archive: one JSON object per stream."""
-    import hashlib
+class ArchiveUnwritable(Exception):
+    """The store refused a flush for good: the poller stops, nothing of its buffer checkpointed."""
 
-    label = hashlib.blake2b(stream_arn.encode(), digest_size=8).hexdigest()
-    return f"{CHECKPOINT_PREFIX}{label}.json"
+    def __init__(self, error: StoreError, records: int) -> None:
+        self.error = error
+        self.records = records
+        super().__init__(
+            f"cannot archive: {error}; stopped with {records} records read but not archived "
+            "(not checkpointed: a restart reads them again)"
+        )
 
 
 @dataclass
 class ShardCheckpoints:
-    """Per (stream ARN, shard id): the last archived sequence number, and whether it is done."""
+    """The stream's checkpoint (see :mod:`archiver.archive.checkpoints`) and where it is kept."""
 
     store: ArchiveStore
     key: str
@@ -70,36 +92,25 @@ class ShardCheckpoints:
 
     @classmethod
     def load(cls, store: ArchiveStore, key: str, stream_arn: str) -> ShardCheckpoints:
-        try:
-            data = orjson.loads(store.get(key))
-        except FileNotFoundError:
+        """The checkpoint at ``key``, or a new one.
+
+        Raises
+        ------
+        ValueError
+            (CheckpointFormatError) When it is not a stream checkpoint, or another stream's.
+        """
+        found = StreamCheckpoint.load(store, key)
+        if found is None:
             return cls(store, key, stream_arn)
-        if data.get("stream_arn") != stream_arn:
-            raise ValueError(
-                f"checkpoint {key} belongs to stream {data.get('stream_arn')}, not {stream_arn}"
+        if found.stream_arn != stream_arn:
+            raise CheckpointFormatError(
+                f"checkpoint {key} belongs to stream {found.stream_arn}, not {stream_arn}"
             )
-        return cls(
-            store,
-            key,
-            stream_arn,
-            dict(data.get("positions", {})),
-            set(data.get("finished", [])),
-            list(data.get("gaps", [])),
-        )
+        return cls(store, key, stream_arn, found.positions, found.finished, found.gaps)
 
     def save(self) -> None:
-        self.store.put(
-            self.key,
-            orjson.dumps(
-                {
-                    "stream_arn": self.stream_arn,
-                    "positions": dict(sorted(self.positions.items())),
-                    "finished": sorted(self.finished),
-                    "gaps": self.gaps,
-                },
-                option=orjson.OPT_INDENT_2,
-            ),
-        )
+        checkpoint = StreamCheckpoint(self.stream_arn, self.positions, self.finished, self.gaps)
+        checkpoint.save(self.store, self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +173,9 @@ class Poller:
         self.buffer = Decoded()
         self.buffer_bytes = 0
         self.buffer_since: float | None = None
+        self.flush_backoff = 0.0
+        self.flush_retry_at = float("-inf")  # a failed flush is tried again from then on
+        self._halted = False
         self.pending_finished: set[str] = set()
         self.archived = 0
         self.newest_change: dict[str, float] = {}
@@ -188,6 +202,14 @@ class Poller:
         """
         try:
             while not self._stop.is_set():
+                if self.buffer_full():
+                    # The last flush failed with the buffer at its bound: read nothing more
+                    # until a flush goes through.
+                    if self.clock() >= self.flush_retry_at:
+                        self.flush()
+                    if self.buffer_full():
+                        self.sleep(max(self.flush_retry_at - self.clock(), 0.0))
+                        continue
                 if self.clock() - self._last_discover >= self.discover_interval:
                     try:
                         if not self.discover():
@@ -203,7 +225,8 @@ class Poller:
                 if not read_any and not self._stop.is_set():
                     self.sleep(self.poll_interval)
         finally:
-            self.flush()
+            if not self._halted:
+                self.flush()
 
     # -- shards --------------------------------------------------------------------------
 
@@ -339,20 +362,30 @@ class Poller:
         )
         self.buffer_bytes += sum(map(len, records))
 
+    def buffer_full(self) -> bool:
+        return (
+            self.buffer.count >= self.policy.max_records
+            or self.buffer_bytes >= self.policy.max_bytes
+        )
+
     def should_flush(self) -> bool:
+        if self.clock() < self.flush_retry_at:
+            return False
         if not self.buffer.count:
             return bool(self.pending_finished)
-        policy = self.policy
-        return (
-            self.buffer.count >= policy.max_records
-            or self.buffer_bytes >= policy.max_bytes
-            or (
-                self.buffer_since is not None and self.clock() - self.buffer_since >= policy.max_age
-            )
+        return self.buffer_full() or (
+            self.buffer_since is not None
+            and self.clock() - self.buffer_since >= self.policy.max_age
         )
 
     def flush(self) -> None:
-        """Write the buffer, then checkpoint what it covered. A failed write keeps the buffer."""
+        """Write the buffer, then checkpoint what it covered. A failed write keeps the buffer.
+
+        Raises
+        ------
+        ArchiveUnwritable
+            The store refused the write for good (see the module's docstring).
+        """
         positions = {sid: s.read_through for sid, s in self.shards.items() if s.read_through}
         finished = set(self.pending_finished)
         count = self.buffer.count
@@ -360,12 +393,9 @@ class Poller:
             started = self.clock()
             report = write_decoded(self.buffer, self.store, self.options)
             if report.failed_positions:
-                log.error(
-                    "flush failed; keeping %d records buffered: %s",
-                    count,
-                    "; ".join(report.errors[:3]),
-                )
+                self._failed(report, count)
                 return
+            self.flush_backoff, self.flush_retry_at = 0.0, float("-inf")
             elapsed = self.clock() - started
             self.archived += count
             log.info(
@@ -395,6 +425,23 @@ class Poller:
             )
         self.pending_finished -= finished
         self.buffer, self.buffer_bytes, self.buffer_since = Decoded(), 0, None
+
+    def _failed(self, report: ArchiveReport, count: int) -> None:
+        terminal = next((err for err in report.failures if not err.transient), None)
+        if terminal is not None:
+            self._halted = True
+            raise ArchiveUnwritable(terminal, count)
+        # Jittered and capped, so that many pollers do not retry an S3 outage in step.
+        self.flush_backoff = min(FLUSH_BACKOFF_MAX, max(1.0, self.flush_backoff * 2))
+        delay = self.flush_backoff * random.uniform(0.5, 1.0)
+        self.flush_retry_at = self.clock() + delay
+        log.error(
+            "flush failed; keeping %d records buffered, trying again in %.1f s%s: %s",
+            count,
+            delay,
+            " (reading paused: the buffer is full)" if self.buffer_full() else "",
+            "; ".join(report.errors[:3]),
+        )
 
     def status(self) -> None:
         now = self.clock()

@@ -19,8 +19,14 @@ import sys
 import time
 from typing import Any
 
-from archiver.archive.store import ArchiveStore, open_store
-from archiver.poller import FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
+from archiver.archive.store import ArchiveStore, check_writable_folder, open_store
+from archiver.poller import (
+    ArchiveUnwritable,
+    FlushPolicy,
+    Poller,
+    ShardCheckpoints,
+    checkpoint_key,
+)
 from archiver.settings import ArchiverSettings
 from archiver.streams import StreamGone, StreamSource
 from archiver.write import ArchiveOptions, ArchiveReport
@@ -37,10 +43,11 @@ class ServiceError(Exception):
 def _stream_arn(settings: ArchiverSettings) -> str:
     if settings.stream_arn:
         return settings.stream_arn
-    import boto3
+    from archiver.archive.aws import client
 
+    dynamodb = client("dynamodb")
     try:
-        table = boto3.client("dynamodb").describe_table(TableName=settings.table)["Table"]
+        table = dynamodb.describe_table(TableName=settings.table)["Table"]
     except Exception as err:
         code = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
         raise ServiceError(f"cannot describe table {settings.table}: {code}") from err
@@ -56,10 +63,11 @@ def _stream_arn(settings: ArchiverSettings) -> str:
 def streams_client() -> Any:
     """A ``dynamodbstreams`` client as the service uses it: the SDK's credentials, region and
     endpoint, standard retries with as many attempts as ``AWS_MAX_ATTEMPTS`` or the profile say."""
-    import boto3
     from botocore.config import Config
 
-    return boto3.client("dynamodbstreams", config=Config(retries={"mode": "standard"}))
+    from archiver.archive.aws import client
+
+    return client("dynamodbstreams", config=Config(retries={"mode": "standard"}))
 
 
 def _checkpoint_location(
@@ -75,6 +83,10 @@ def _checkpoint_location(
         from archiver.stores import store_for
 
         return store_for(folder, settings.sse_arguments), name
+    try:
+        check_writable_folder(folder)
+    except OSError as err:
+        raise ServiceError(f"--checkpoint {uri}: cannot write ({err.strerror or err})") from None
     return open_store(folder), name
 
 
@@ -96,10 +108,13 @@ def run_service(
     stream_arn = _stream_arn(settings)
     store = store_for(settings.archive_uri, settings.sse_arguments)
     checkpoint_store, key = _checkpoint_location(settings, store, stream_arn)
+    where = f"{checkpoint_store.uri}/{key}"
     try:
         checkpoints = ShardCheckpoints.load(checkpoint_store, key, stream_arn)
-    except ValueError as err:  # another stream's checkpoint, or not JSON
-        raise ServiceError(f"cannot use checkpoint {checkpoint_store.uri}/{key}: {err}") from err
+    except ValueError as err:  # not a stream checkpoint, or another stream's
+        raise ServiceError(f"cannot use checkpoint {where}: {err}") from err
+    if settings.metrics and sys.stdout is None:
+        raise ServiceError("stdout is closed: metrics lines go there (or ARCHIVER_METRICS=false)")
     if client is None:
         client = streams_client()
 
@@ -112,8 +127,11 @@ def run_service(
                 dimensions={"Stream": stream_arn.split("/stream/")[0].rsplit("/", 1)[-1]},
                 clock=time.time,
             )
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            except OSError as err:  # metrics are not data: archiving goes on without them
+                log.warning("metrics line not written to stdout: %s", err.strerror or err)
 
     poller = Poller(
         StreamSource(client, stream_arn),
@@ -140,7 +158,7 @@ def run_service(
     gc.freeze()
     try:
         poller.run()
-    except StreamGone as err:
+    except (StreamGone, ArchiveUnwritable) as err:
         log.error("%s", err)
         return 1
     if poller.buffer.count:  # the last flush failed: nothing of it is checkpointed

@@ -54,6 +54,7 @@ class ArchiveReport:
     bytes_written: int = 0
     failed_positions: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    failures: list[StoreError] = field(default_factory=list)  # what each error was
     oldest_change_us: int | None = None  # earliest change time among the decoded records
 
     @property
@@ -195,6 +196,7 @@ def write_decoded(
             except StoreError as err:
                 report.failed_positions.update(batch.positions)
                 report.errors.append(f"{key}: {err}")
+                report.failures.append(err)
                 log.error(
                     "write failed",
                     extra={"key": key, "records": len(batch.positions), "error": str(err)},
@@ -244,6 +246,7 @@ def _write_dead_letters(
         except StoreError as err:
             report.failed_positions.update(p for p, _, _ in items)
             report.errors.append(f"{key}: {err}")
+            report.failures.append(err)
             log.error(
                 "dead-letter write failed",
                 extra={"key": key, "records": len(items), "error": str(err)},

@@ -16,6 +16,8 @@ import io
 import json
 import math
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,11 @@ import pytest
 
 from archiver import cli as archiver_cli
 from archiver.archive.errors import StoreUnavailable
-from archiver.archive.layout import parse_data_key
+from archiver.archive.layout import Partition, parse_data_key
 from archiver.archive.reader import iter_events, iter_record_texts, list_partitions
 from archiver.archive.schema import parse_promoted_columns
 from archiver.archive.store import ArchiveStore, LocalStore, StoredObject
-from archiver.compact import compact
+from archiver.compact import CompactReport, compact
 from archiver.stores import store_for
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory, kinesis_record
@@ -164,7 +166,7 @@ def store(archive_uri: str) -> ArchiveStore:
 # --- fault injection ----------------------------------------------------------------------------
 
 
-class Crash(StoreUnavailable):
+class Crash(Exception):  # not a StoreError: the process is gone, nothing handles it
     """The process died here (as far as the archive can tell)."""
 
 
@@ -537,6 +539,106 @@ class TestCrashSafety:
         assert list(iter_events(store, "orders")) == records
 
 
+class FailingPartitionStore(CrashingStore):
+    """Writes under one partition's prefix fail as S3 does in an outage; the rest succeed."""
+
+    def __init__(self, inner: ArchiveStore, prefix: str) -> None:
+        super().__init__(inner, "none", 0)
+        self.prefix = prefix
+
+    def put(self, key: str, data: bytes) -> None:
+        if key.startswith(self.prefix):
+            raise StoreUnavailable(f"write {key}: SlowDown")
+        self.inner.put(key, data)
+
+
+class TestStoreErrors:
+    def test_a_partition_the_store_fails_is_reported_and_the_others_are_compacted(
+        self, local_archive: str, small_files: Input, clean_run: dict[str, bytes]
+    ) -> None:
+        # Given small files, and a store that fails every write under one partition
+        store = LocalStore(local_archive)
+        load(store, small_files.objects)
+        prefixes = sorted(partitions(small_files.objects))
+        failing = prefixes[1]
+        # When the archive is compacted
+        report = compact(FailingPartitionStore(store, failing), target_bytes=TARGET)
+        # Then that partition is reported, named, and left as it was; every other one is done
+        assert len(report.errors) == 1 and report.errors[0].startswith(failing)
+        assert "SlowDown" in report.errors[0] and "a rerun finishes it" in report.errors[0]
+        after = partitions(snapshot(store))
+        assert after[failing] == partitions(small_files.objects)[failing]
+        for prefix in prefixes:
+            if prefix != failing:
+                assert after[prefix] == partitions(clean_run)[prefix]
+        assert report.partitions_compacted == len(prefixes) - 1
+        # and the archive replays as before; a rerun finishes the job
+        assert replay_all(store) == small_files.records
+        assert not compact(store, target_bytes=TARGET).errors
+        assert snapshot(store) == clean_run
+
+
+class TestRaces:
+    def test_a_compaction_whose_files_another_compaction_removed_reports_it_and_changes_nothing(
+        self, store: ArchiveStore, small_files: Input, clean_run: dict[str, bytes]
+    ) -> None:
+        # Given small files, and a second compaction that runs to its end just after the
+        # first one listed the partitions of the first table
+        load(store, small_files.objects)
+        raced: list[CompactReport] = []
+
+        def rival(partition: Partition) -> None:
+            if not raced:
+                raced.append(compact(store, target_bytes=TARGET))
+
+        # When the first one goes on with the files it listed
+        report = compact(store, target_bytes=TARGET, on_partition=rival)
+        # Then it reports each partition whose files went away, naming a file and the likely
+        # cause, and goes on with the others
+        assert not raced[0].errors
+        hours = [p for p, keys in partitions(small_files.objects).items() if len(keys) > 1]
+        first_table = [p for p in hours if p.startswith(f"table_name={TABLES[0]}/")]
+        assert len(report.errors) == len(first_table)
+        for error, prefix in zip(report.errors, sorted(first_table), strict=True):
+            assert error.startswith(f"{prefix}: ") and "another compaction" in error
+            assert f"{prefix}" in error.split(": ", 1)[1]  # the file that went away
+        # and the archive is what one compaction leaves
+        assert snapshot(store) == clean_run
+
+    def test_two_compaction_commands_at_once_leave_the_archive_one_of_them_would(
+        self, tmp_path: Path, small_files: Input
+    ) -> None:
+        # Given small files in a folder, and what one compaction makes of them
+        target = str(1024 * 1024)
+        expected = LocalStore(tmp_path / "expected")
+        load(expected, small_files.objects)
+        assert not compact(expected, target_bytes=int(target)).errors
+        archive = LocalStore(tmp_path / "archive")
+        load(archive, small_files.objects)
+        # When two `archiver compact` run on it at once
+        command = [sys.executable, "-m", "archiver", "compact", "--archive", archive.uri]
+        runs = [
+            subprocess.Popen(
+                [*command, "--target-bytes", target, "-q"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outcomes = [(run.wait(timeout=300), run.stderr.read()) for run in runs if run.stderr]
+        # Then each ends with a summary, the one that lost a race with exit 1 saying why,
+        # and neither with a traceback
+        for code, stderr in outcomes:
+            assert code in (0, 1) and "Traceback" not in stderr, stderr
+            assert "compacted" in stderr
+            if code == 1:
+                assert "another compaction" in stderr
+        # and the archive holds what one compaction makes, and replays the same
+        assert snapshot(archive) == snapshot(expected)
+        assert replay_all(archive) == small_files.records
+
+
 class TestCommand:
     def test_compact_command_merges_each_partition_and_prints_a_summary(
         self, local_archive: str, small_files: Input, archiver: Any
@@ -649,6 +751,8 @@ class TestCommand:
             (["--target-bytes", "lots"], "--target-bytes"),
             (["--since", "last tuesday"], "--since"),
             (["--until", "2026-13-45"], "--until"),
+            (["--since", "99999999999999"], "--since"),  # the year 3 million
+            (["--until", "-99999999999999"], "--until"),
             (["--table", "../orders"], "table"),
             (["--table", "ab"], "table"),
         ],
@@ -666,6 +770,34 @@ class TestCommand:
         assert option in result.messages and args[1] in result.messages
         assert "Traceback" not in result.messages
         assert snapshot(store) == small_files.objects
+
+    def test_an_archive_that_does_not_exist_is_bad_usage_not_an_empty_archive(
+        self, archiver: Any, tmp_path: Path
+    ) -> None:
+        missing = tmp_path / "no" / "such" / "archive"
+
+        result = archiver("--archive", str(missing))
+
+        assert result.code == 2
+        assert f"archiver: error: --archive {missing}: no such folder" in result.messages
+        assert "compacted" not in result.messages and not missing.exists()
+
+    def test_a_stray_table_folder_is_skipped_with_a_warning(
+        self, local_archive: str, small_files: Input, archiver: Any
+    ) -> None:
+        # Given the small files and, beside the tables, a folder that names no valid table
+        store = LocalStore(local_archive)
+        load(store, small_files.objects)
+        stray = Path(local_archive, "table_name=x y", "dt=2026-11-18", "hour=01")
+        stray.mkdir(parents=True)
+        (stray / "1_1_0000000000000000.parquet").write_bytes(b"not parquet")
+        # When the archive is compacted
+        result = archiver("--archive", local_archive, "--target-bytes", str(1024 * 1024))
+        # Then the tables are compacted and the stray folder named in a warning, left as it is
+        assert result.code == 0, result.messages
+        assert "table_name=x y: not a valid table name" in result.messages
+        assert all(len(keys) == 1 for keys in partitions(store).values())
+        assert (stray / "1_1_0000000000000000.parquet").read_bytes() == b"not parquet"
 
     def test_no_archive_anywhere_is_bad_usage(self, archiver: Any) -> None:
         result = archiver("--table", "orders")

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -545,6 +546,46 @@ def test_archiver_run_exits_1_when_its_last_flush_fails(
     # Then it says what it could not archive, exits 1, and checkpoints nothing
     assert status == 1, run.stderr
     assert f"stopped with {len(expected)} records read but not archived" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not checkpoint.exists()
+
+
+def test_archiver_run_stops_with_exit_1_when_the_bucket_refuses_writes_for_good(
+    stream_tables: Any, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a stream with changes and an archive bucket that does not exist (on moto's S3:
+    # SeaweedFS makes a bucket on the first write to it)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+    checkpoint = tmp_path / "positions" / "stream.json"
+    table, _ = stream_tables.create()
+    stream_tables.write(table, random.Random(15), 12)
+    bucket = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
+    run = Run(
+        [
+            "--archive",
+            f"s3://{bucket}/archive",
+            "--table",
+            table,
+            "--checkpoint",
+            str(checkpoint),
+            "--flush-records",
+            "5",
+            "--poll-interval",
+            "0.05",
+        ],
+        tmp_path,
+    )
+    # When its first flush is refused, Then it stops on its own with exit 1, naming the bucket
+    # and what it was doing, in one line, and checkpoints nothing
+    try:
+        status = run.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        run.proc.kill()
+        raise AssertionError("archiver run kept going against a missing bucket") from None
+    assert status == 1, run.stderr
+    [line] = [line for line in run.stderr.splitlines() if "cannot archive" in line]
+    assert f"write s3://{bucket}/" in line and "NoSuchBucket" in line
+    assert "records read but not archived" in line
     assert "Traceback" not in run.stderr
     assert not checkpoint.exists()
 

@@ -30,10 +30,18 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from archiver.archive.errors import StoreUnavailable
+from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from archiver.archive.reader import iter_events
 from archiver.archive.store import LocalStore, StoredObject
-from archiver.poller import CHECKPOINT_PREFIX, FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
+from archiver.poller import (
+    CHECKPOINT_PREFIX,
+    FLUSH_BACKOFF_MAX,
+    ArchiveUnwritable,
+    FlushPolicy,
+    Poller,
+    ShardCheckpoints,
+    checkpoint_key,
+)
 from archiver.streams import StreamEvent, StreamGone, StreamSource, ready_shards
 from archiver.write import ArchiveReport
 
@@ -365,11 +373,14 @@ class RecordingStore:
         self.uri = self.inner.uri
         self.puts: list[tuple[str, bytes]] = []
         self.failing: Callable[[str], bool] = lambda key: False
+        self.refusal: type[StoreError] = StoreUnavailable  # what a failing put raises
+        self.attempts = 0
         self.on_put: list[Callable[[str, bytes], None]] = []
 
     def put(self, key: str, data: bytes) -> None:
+        self.attempts += 1
         if self.failing(key):
-            raise StoreUnavailable(f"scripted outage writing {key}")
+            raise self.refusal(f"scripted refusal writing {key}")
         for hook in self.on_put:
             hook(key, data)
         self.inner.put(key, data)
@@ -766,6 +777,8 @@ def test_a_disabled_stream_is_drained_then_run_ends(rig: Rig) -> None:
 
     assert rig.archived() == lambda_shape(first + second)
     assert rig.checkpoint() == {
+        "kind": "stream",
+        "version": 1,
         "stream_arn": ARN,
         "positions": {},
         "finished": ["shard-1", "shard-2"],
@@ -1063,6 +1076,57 @@ def test_run_keeps_retrying_a_failed_flush_and_loses_nothing(rig: Rig) -> None:
     assert rig.store.checkpoint_puts()[0]["positions"] == {"shard-1": seq(records[-1])}
     assert [n for n, _, _ in rig.flushes] == [4]
     assert rig.archived() == lambda_shape(records)
+
+
+def test_a_store_that_fails_every_write_pauses_reading_with_the_buffer_at_its_bound(
+    rig: Rig,
+) -> None:
+    # Given a stream with far more records than the buffer holds, and a store in an outage
+    fake = rig.fake
+    fake.records_per_page = 4
+    fake.add_shard("shard-1", records=400)
+    rig.store.failing = lambda key: True
+    poller = rig.make(FlushPolicy(max_records=10, max_age=3600))
+    buffered: list[int] = []
+
+    def watch() -> None:
+        buffered.append(poller.buffer.count)
+        if len(rig.clock.sleeps) == 40:
+            poller.stop()
+
+    rig.clock.on_sleep.append(watch)
+    # When it runs through the outage
+    poller.run()
+    # Then the buffer never grows past its bound and one page, and reading pauses meanwhile
+    assert max(buffered) == 12
+    reads = [c for c in fake.calls if c.operation == "read_page"]
+    assert len(reads) == 3
+    # and the flush is tried again after jittered, doubling pauses, capped
+    pauses = [p for p in rig.clock.sleeps if p != 1.0]
+    assert len(pauses) >= 10 and max(pauses) <= FLUSH_BACKOFF_MAX
+    assert pauses[6] > pauses[0] * 2 and max(pauses) > FLUSH_BACKOFF_MAX / 2
+    # and nothing is checkpointed
+    assert rig.store.checkpoint_puts() == []
+    assert poller.buffer.count == 12
+
+
+def test_access_denied_stops_the_poller_at_once_with_nothing_checkpointed(rig: Rig) -> None:
+    # Given a store that refuses every write for good (revoked permissions)
+    fake = rig.fake
+    fake.records_per_page = 4
+    fake.add_shard("shard-1", records=40)
+    rig.store.failing = lambda key: True
+    rig.store.refusal = StoreAccessDenied
+    poller = rig.make(FlushPolicy(max_records=10, max_age=3600))
+    # When the buffer is first flushed, Then the poller stops, naming what was refused
+    with pytest.raises(ArchiveUnwritable, match=r"scripted refusal writing .*\.parquet") as caught:
+        poller.run()
+    assert caught.value.records == 12
+    assert "stopped with 12 records read but not archived" in str(caught.value)
+    # after one try (no retry, no last flush on the way out) and with nothing checkpointed
+    assert rig.store.attempts == 1
+    assert rig.store.checkpoint_puts() == []
+    assert len([c for c in fake.calls if c.operation == "read_page"]) == 3
 
 
 def test_checkpoints_are_written_only_after_the_data_they_cover(rig: Rig) -> None:
