@@ -877,6 +877,18 @@ def run_command(args: list[str], stdin: bytes = b"") -> subprocess.CompletedProc
     )
 
 
+def run_with_stdout_closed(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``argv`` started as a shell's ``>&-`` starts it: no stdout at all."""
+    return subprocess.run(
+        argv,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
 class TestInstalledCommands:
     def test_archiver_ingest_from_a_pipe_and_replayer_events_to_a_pipe(
         self, tmp_path: Path, local_archive: str
@@ -989,13 +1001,8 @@ class TestInstalledCommands:
         self, archive: str, command: list[str], code: int, message: str
     ) -> None:
         # Given `replayer ...` started with its stdout closed (`>&-`)
-        result = subprocess.run(
-            [sys.executable, "-m", "replayer", *command, "--archive", archive],
-            stderr=subprocess.PIPE,
-            preexec_fn=lambda: os.close(1),
-            cwd=ROOT,
-            timeout=120,
-            check=False,
+        result = run_with_stdout_closed(
+            [sys.executable, "-m", "replayer", *command, "--archive", archive]
         )
         # Then it says so in one line (or needs no stdout), without a traceback
         stderr = result.stderr.decode()
@@ -1109,14 +1116,7 @@ class TestArchiverRun:
     ) -> None:
         # Given `archiver run` started with its stdout, where its metrics lines go, closed
         command = [str(BIN / "archiver"), "run", "--archive", local_archive]
-        result = subprocess.run(
-            [*command, "--stream-arn", RUN_STREAM],
-            stderr=subprocess.PIPE,
-            preexec_fn=lambda: os.close(1),
-            cwd=ROOT,
-            timeout=120,
-            check=False,
-        )
+        result = run_with_stdout_closed([*command, "--stream-arn", RUN_STREAM])
         # Then it stops at once, in one line saying what to do
         stderr = result.stderr.decode()
         assert result.returncode == 1, stderr

@@ -18,10 +18,9 @@ import math
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -33,11 +32,12 @@ from archiver.archive.errors import StoreUnavailable
 from archiver.archive.layout import Partition, parse_data_key
 from archiver.archive.reader import iter_events, iter_record_texts, list_partitions
 from archiver.archive.schema import parse_promoted_columns
-from archiver.archive.store import ArchiveStore, LocalStore, StoredObject
+from archiver.archive.store import ArchiveStore, LocalStore
 from archiver.compact import CompactReport, compact
 from archiver.stores import store_for
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory, kinesis_record
+from tests.stores import Passthrough
 
 TABLES = ("orders", "payments")
 TARGET = 64 * 1024  # small, so that one hour of test traffic makes several output files
@@ -170,12 +170,11 @@ class Crash(Exception):  # not a StoreError: the process is gone, nothing handle
     """The process died here (as far as the archive can tell)."""
 
 
-class CrashingStore:
+class CrashingStore(Passthrough):
     """An ArchiveStore over a real one whose ``operation`` fails from its ``at``-th call on."""
 
     def __init__(self, inner: ArchiveStore, operation: str, at: int) -> None:
-        self.inner = inner
-        self.uri = inner.uri
+        super().__init__(inner)
         self.operation = operation
         self.at = at
         self.calls = 0
@@ -189,18 +188,6 @@ class CrashingStore:
     def put(self, key: str, data: bytes) -> None:
         self._step("put", key)
         self.inner.put(key, data)
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def open(self, key: str) -> IO[bytes]:
-        return self.inner.open(key)
-
-    def list(self, prefix: str) -> Iterator[StoredObject]:
-        return self.inner.list(prefix)
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        return self.inner.list_dirs(prefix)
 
     def delete(self, key: str) -> None:
         self._step("delete", key)

@@ -49,6 +49,7 @@ from replayer import cli as replayer_cli
 from replayer.checkpoint import Checkpoint
 from replayer.runner import Selection, walk
 from replayer.verify import verify
+from tests.stores import Passthrough
 
 TABLE = "orders"
 PER_FILE = 4
@@ -119,35 +120,6 @@ def middle_partition(store: ArchiveStore) -> tuple[int, list[StoredObject]]:
 
 
 # --- stores around the real one -----------------------------------------------------------------
-
-
-class Passthrough:
-    """An ArchiveStore that hands every call to a real one."""
-
-    def __init__(self, inner: ArchiveStore) -> None:
-        self.inner = inner
-        self.uri = inner.uri
-
-    def put(self, key: str, data: bytes) -> None:
-        self.inner.put(key, data)
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def open(self, key: str) -> IO[bytes]:
-        return self.inner.open(key)
-
-    def list(self, prefix: str) -> Iterator[StoredObject]:
-        return self.inner.list(prefix)
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        return self.inner.list_dirs(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def exists(self) -> bool:
-        return self.inner.exists()
 
 
 class Vanishing(Passthrough):

@@ -20,11 +20,11 @@ import gc
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import pytest
@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from archiver.archive.reader import iter_events
-from archiver.archive.store import LocalStore, StoredObject
+from archiver.archive.store import LocalStore
 from archiver.poller import (
     CHECKPOINT_PREFIX,
     FLUSH_BACKOFF_MAX,
@@ -44,6 +44,7 @@ from archiver.poller import (
 )
 from archiver.streams import StreamEvent, StreamGone, StreamSource, ready_shards
 from archiver.write import ArchiveReport
+from tests.stores import Passthrough
 
 TABLE = "orders"
 ARN = f"arn:aws:dynamodb:ddblocal:000000000000:table/{TABLE}/stream/2026-11-27T10:00:00.000"
@@ -365,12 +366,11 @@ class FakeStreams:
 # -- a store that records, and fails on demand ----------------------------------------------
 
 
-class RecordingStore:
+class RecordingStore(Passthrough):
     """ArchiveStore over a LocalStore: records every put, fails the ones ``failing`` picks."""
 
     def __init__(self, root: Path) -> None:
-        self.inner = LocalStore(root)
-        self.uri = self.inner.uri
+        super().__init__(LocalStore(root))
         self.puts: list[tuple[str, bytes]] = []
         self.failing: Callable[[str], bool] = lambda key: False
         self.refusal: type[StoreError] = StoreUnavailable  # what a failing put raises
@@ -385,21 +385,6 @@ class RecordingStore:
             hook(key, data)
         self.inner.put(key, data)
         self.puts.append((key, data))
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def open(self, key: str) -> IO[bytes]:
-        return self.inner.open(key)
-
-    def list(self, prefix: str) -> Iterator[StoredObject]:
-        return self.inner.list(prefix)
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        return self.inner.list_dirs(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
 
     def data_puts(self) -> list[str]:
         return [key for key, _ in self.puts if key.endswith(".parquet")]
