@@ -63,4 +63,4 @@ build-ArchiverFunction:
 	rm -rf .lambda-build
 
 clean:
-	rm -rf $(VENV) .cache .lambda-build .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive
+	rm -rf $(VENV) .cache .lambda-build .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive demo-iceberg

@@ -1,7 +1,8 @@
-"""The ``archiver`` command line: ``archiver ingest`` and ``archiver athena-ddl``.
+"""The ``archiver`` command line: ``ingest``, ``athena-ddl``, ``run``, ``compact``, ``iceberg-sync``.
 
 ``ingest`` archives stream records from files (backfills, tests, the demo);
-``athena-ddl`` prints the archive's Athena table (or applies it through Glue).
+``athena-ddl`` prints the archive's Athena table (or applies it through Glue);
+``iceberg-sync`` registers the archive's files in Apache Iceberg tables.
 Exit codes: 0 done; 1 failed (a malformed file, a dead-lettered record, a
 failed write, a store or Glue error), after a summary; 2 bad usage (an unknown
 option, a file that cannot be opened, a closed stdin, an archive that does not
@@ -218,6 +219,37 @@ def _athena_parser(commands: Any) -> None:
     compact.add_argument("--promoted-columns", metavar="SPEC", help=argparse.SUPPRESS)
     compact.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
+    iceberg = commands.add_parser(
+        "iceberg-sync",
+        help="register the archive's new files in Apache Iceberg tables, one commit per table",
+        description="For each archived DynamoDB table, register in the Iceberg table NS.TABLE (created "
+        "on first use, partitioned by hour(change_time)) every data file its current snapshot does "
+        "not reference yet, in place and in one commit. The catalog is pyiceberg's: .pyiceberg.yaml "
+        "or PYICEBERG_CATALOG__NAME__* variables. Needs the 'iceberg' extra.",
+    )
+    iceberg.add_argument(
+        "--archive",
+        metavar="URI",
+        help="s3://bucket/prefix or a folder (default: $ARCHIVER_ARCHIVE_URI)",
+    )
+    iceberg.add_argument(
+        "--catalog", metavar="NAME", required=True, help="a catalog of pyiceberg's configuration"
+    )
+    iceberg.add_argument(
+        "--namespace",
+        metavar="NS",
+        default="dynamodb_archive",
+        help="the Iceberg namespace of the tables (default: dynamodb_archive)",
+    )
+    iceberg.add_argument(
+        "--table",
+        dest="tables",
+        action="append",
+        metavar="DDB_TABLE",
+        help="only this DynamoDB table (repeat for more; default: every table of the archive)",
+    )
+    iceberg.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
 
 def _settings(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
@@ -227,7 +259,7 @@ def _settings(args: argparse.Namespace) -> Any:
     overrides = {
         "archive_uri": args.archive,
         "default_table": args.table if args.command == "ingest" else None,
-        "promoted_columns": args.promoted_columns,
+        "promoted_columns": getattr(args, "promoted_columns", None),
         "plain_images": getattr(args, "plain_images", None),
         "image_check": getattr(args, "image_check", None),
     }
@@ -473,6 +505,60 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     return 1 if report.errors else 0
 
 
+def iceberg_sync(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    """Register the archive's new data files in its Iceberg tables (``archiver iceberg-sync``).
+
+    Exit 0 when every table is in sync, 1 when a table failed (after the summary), 2 for a
+    catalog that is not configured, an archive that does not exist or a bad table name.
+    """
+    from archiver.archive.layout import validate_table_name
+    from archiver.archive.reader import list_tables
+    from archiver.archive.store import open_store
+
+    settings = _settings(args)
+    tables = [validate_table_name(name) for name in args.tables] if args.tables else None
+    try:
+        from archiver import iceberg
+    except ModuleNotFoundError as err:
+        print(
+            f"archiver: error: iceberg-sync needs {err.name}: "
+            "pip install 'dynamodb-stream-archive[iceberg]'",
+            file=sys.stderr,
+        )
+        return 1
+    # Read only: s3fs fetches just the footers (the boto3 store gets whole objects).
+    store = open_store(settings.archive_uri)
+    if not store.exists():
+        what = "bucket" if settings.archive_uri.startswith("s3://") else "folder"
+        raise UsageError(f"--archive {settings.archive_uri}: no such {what}")
+    if tables is not None:
+        held = set(list_tables(store))
+        unknown = [name for name in tables if name not in held]
+        if unknown:
+            raise UsageError(f"--table {unknown[0]}: the archive holds no such table")
+    try:
+        catalog = iceberg.load_catalog(args.catalog)
+    except iceberg.CatalogConfigError as err:
+        raise UsageError(f"--catalog {args.catalog}: {err}") from None
+    report = iceberg.sync(store, catalog, namespace=args.namespace, tables=tables)
+    synced = [
+        f"{t.identifier} +{t.files_registered} files (snapshot {t.snapshot_id})"
+        if t.files_registered
+        else f"{t.identifier} unchanged (snapshot {t.snapshot_id})"
+        for t in report.tables
+        if not t.error
+    ]
+    print(
+        f"synced {len(synced)} of {len(report.tables)} tables into catalog {args.catalog}, "
+        f"{report.files_registered} files registered"
+        + (f": {'; '.join(synced)}" if synced else ""),
+        file=sys.stderr,
+    )
+    for error in report.errors:
+        print(f"archiver: error: {error}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
 def run(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     from archiver.service import ServiceError, run_service
 
@@ -498,6 +584,7 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
         "athena-ddl": athena_ddl,
         "run": run,
         "compact": compact,
+        "iceberg-sync": iceberg_sync,
     }
     if stdin is None and sys.stdin is not None:
         stdin = sys.stdin.buffer  # None when stdin is closed: ingest says so if it needs it
