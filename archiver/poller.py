@@ -65,6 +65,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FLUSH_BACKOFF_MAX = 60.0  # seconds between tries of a failing flush, at most
+SHARD_BACKOFF_MAX = 30.0  # seconds a throttled or busy shard is left alone, at most
+
+
+def _doubled(previous: float, first: float, cap: float) -> float:
+    """The next pause of a backoff: ``first``, then twice the last one, at most ``cap``."""
+    return min(cap, max(first, previous * 2))
 
 
 class ArchiveUnwritable(Exception):
@@ -304,7 +310,7 @@ class Poller:
                 try:
                     self._open(state)
                 except StreamBusy as err:
-                    state.backoff = min(30.0, max(0.5, state.backoff * 2))
+                    state.backoff = _doubled(state.backoff, 0.5, SHARD_BACKOFF_MAX)
                     state.idle_until = now + state.backoff
                     log.debug("cannot open %s yet: %s", shard_id, err)
                     continue
@@ -348,7 +354,7 @@ class Poller:
             )
             state.iterator = self.source.iterator(shard_id, None)
         else:
-            state.backoff = min(30.0, max(0.5, state.backoff * 2))
+            state.backoff = _doubled(state.backoff, 0.5, SHARD_BACKOFF_MAX)
             state.idle_until = self.clock() + state.backoff
             log.debug("backing off %.1fs on %s: %s", state.backoff, shard_id, page.detail)
 
@@ -432,7 +438,7 @@ class Poller:
             self._halted = True
             raise ArchiveUnwritable(terminal, count)
         # Jittered and capped, so that many pollers do not retry an S3 outage in step.
-        self.flush_backoff = min(FLUSH_BACKOFF_MAX, max(1.0, self.flush_backoff * 2))
+        self.flush_backoff = _doubled(self.flush_backoff, 1.0, FLUSH_BACKOFF_MAX)
         delay = self.flush_backoff * random.uniform(0.5, 1.0)
         self.flush_retry_at = self.clock() + delay
         log.error(
