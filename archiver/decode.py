@@ -465,13 +465,67 @@ def _decode_fast_kinesis(text: bytes, full_check: bool) -> ChangeRecord | None:
     )
 
 
+# The envelope's middle when the images follow one another as AWS writes them, by
+# (NewImage present, OldImage present).
+_MIDDLES = {
+    (False, False): b"null",
+    (True, False): b'null,"NewImage":null',
+    (False, True): b'null,"OldImage":null',
+    (True, True): b'null,"NewImage":null,"OldImage":null',
+}
+
+
 def _cut_images(
     text: bytes, ddb: _FastDynamodb | _FastKinesisDynamodb
 ) -> tuple[bytes, bytes, bytes | None, bytes | None] | None:
     """``(envelope, keys, new_image, old_image)`` cut from a record's text, or None to decline.
 
     Exact: the envelope is the text with each image's value replaced by ``null``.
+    Records as AWS writes them have ``Keys``, ``NewImage`` and ``OldImage`` one
+    after the other: one search finds all three, and the text around them is
+    checked for anything a placeholder could be confused with. Any other
+    layout takes :func:`_cut_anywhere`.
     """
+    keys_raw, new_raw, old_raw = ddb.Keys, ddb.NewImage, ddb.OldImage
+    at = text.find(b'"Keys":') + 7
+    if at == 6 or not text.startswith(keys_raw, at):
+        return None
+    end = at + len(keys_raw)
+    keys = text[at:end]
+    new = old = None
+    if new_raw is not _ABSENT:
+        start = end + 12
+        if (
+            len(new_raw) == 4  # an image that arrived as null keeps its null: the long way
+            or not text.startswith(b',"NewImage":', end)
+            or not text.startswith(new_raw, start)
+        ):
+            return _cut_anywhere(text, ddb)
+        end = start + len(new_raw)
+        new = text[start:end]
+    if old_raw is not _ABSENT:
+        start = end + 12
+        if (
+            len(old_raw) == 4
+            or not text.startswith(b',"OldImage":', end)
+            or not text.startswith(old_raw, start)
+        ):
+            return _cut_anywhere(text, ddb)
+        end = start + len(old_raw)
+        old = text[start:end]
+    prefix, suffix = text[:at], text[end:]
+    # No "Keys": before the first (found first), no "…Image": before it either, and no
+    # ":null" after the images: the placeholders are then exactly one per image present.
+    if b'Image":' in prefix or b":null" in suffix:
+        return _cut_anywhere(text, ddb)
+    envelope = prefix + _MIDDLES[new is not None, old is not None] + suffix
+    return envelope, keys, new, old
+
+
+def _cut_anywhere(
+    text: bytes, ddb: _FastDynamodb | _FastKinesisDynamodb
+) -> tuple[bytes, bytes, bytes | None, bytes | None] | None:
+    """:func:`_cut_images` for images in any order, with anything between them."""
     keys = bytes(ddb.Keys)
     new_raw, old_raw = ddb.NewImage, ddb.OldImage
     new = None if new_raw is _ABSENT else bytes(new_raw)
