@@ -1,4 +1,8 @@
-"""The ``replayer`` command line: ``replayer ls`` and ``replayer events``.
+"""The ``replayer`` command line: ``ls``, ``events``, ``redrive``, ``restore``, ``verify``.
+
+``events``, ``redrive`` and ``restore`` read the archive's Hive layout, or with
+``--iceberg CATALOG.NS.TABLE`` the files of a snapshot of the table's Iceberg table
+(``archiver.archive.icebergfiles``), through the same readers.
 
 Exit codes: 0 done (also when the reader of stdout went away, as with
 ``| head``); 1 failed (an unreadable or newer-format file, a store error, output
@@ -112,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         "apply every change in order (events mode), into an existing DynamoDB table.",
     )
     _archive_argument(restore)
-    restore.add_argument("--table", required=True, metavar="NAME", help="the archived table")
+    restore.add_argument("--table", metavar="NAME", help="the archived table")
+    _iceberg_arguments(restore)
     restore.add_argument(
         "--into", required=True, metavar="TARGET", help="the DynamoDB table to write"
     )
@@ -172,9 +177,35 @@ def _archive_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _iceberg_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--iceberg",
+        metavar="CATALOG.NS.TABLE",
+        help="read the files of a snapshot of this Iceberg table (archiver iceberg-sync's) "
+        "instead of listing the archive; they must be files of --archive",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--snapshot-id",
+        type=int,
+        metavar="ID",
+        help="with --iceberg: this snapshot instead of the current one",
+    )
+    which.add_argument(
+        "--as-of",
+        metavar="TIME",
+        help="with --iceberg: the snapshot that was current at TIME (the table's snapshot log)",
+    )
+
+
 def _selection_arguments(parser: argparse.ArgumentParser, *, slices: bool = True) -> None:
     _archive_argument(parser)
-    parser.add_argument("--table", required=True, metavar="NAME", help="the table to read")
+    parser.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the table to read (with --iceberg: the one the Iceberg table holds, by default)",
+    )
+    _iceberg_arguments(parser)
     parser.add_argument("--since", metavar="TIME", help="first change time to include")
     parser.add_argument("--until", metavar="TIME", help="last change time to include")
     parser.add_argument(
@@ -250,6 +281,63 @@ def _store(args: argparse.Namespace) -> Any:
     return store
 
 
+def _source(args: argparse.Namespace, flt: Any) -> tuple[Any, str]:
+    """The store to read: the archive, or the archive as an Iceberg snapshot sees it.
+
+    With ``--iceberg``, ``args.table`` is set to the DynamoDB table the snapshot's files
+    hold (it must be ``--table`` when that is given), and only the snapshot's files of
+    the hours in ``flt``'s window are listed (and checked to be in the archive). Also
+    returns a note saying which snapshot was read ("" without ``--iceberg``).
+    """
+    if not args.iceberg:
+        return _store(args), ""
+    from archiver.archive import icebergfiles as ice
+    from archiver.archive.layout import validate_table_name
+    from archiver.archive.times import parse_time
+
+    as_of = None
+    if args.as_of is not None:
+        try:
+            as_of = parse_time(args.as_of)
+        except ValueError as err:
+            raise UsageError(f"--as-of: {err}") from None
+    store = _store(args)
+    try:
+        catalog_name, namespace, name = ice.parse_identifier(args.iceberg)
+        files = ice.snapshot_files(
+            ice.load_catalog(catalog_name),
+            namespace,
+            name,
+            snapshot_id=args.snapshot_id,
+            as_of_us=as_of,
+        )
+        view = ice.SnapshotStore(store, files, flt.since_us, flt.until_us)
+    except ice.SnapshotNotFound as err:
+        option = "--snapshot-id" if args.snapshot_id is not None else "--as-of"
+        value = args.snapshot_id if args.snapshot_id is not None else args.as_of
+        raise UsageError(f"{option} {value}: {err}") from None
+    except ice.IcebergUsageError as err:
+        raise UsageError(f"--iceberg {args.iceberg}: {err}") from None
+    held = sorted(view.tables)
+    if len(held) > 1:
+        raise ice.IcebergError(
+            f"snapshot {files.snapshot_id} of {files.identifier} holds changes of several "
+            f"DynamoDB tables ({', '.join(held)}); give an Iceberg table of one"
+        )
+    if args.table and held and held != [args.table]:
+        raise UsageError(
+            f"--table {args.table}: the Iceberg table {files.identifier} holds changes "
+            f"of table {held[0]}"
+        )
+    table = args.table or (held[0] if held else name)
+    try:
+        args.table = validate_table_name(table)
+    except ValueError as err:
+        raise UsageError(f"--iceberg {args.iceberg}: {err}; give --table") from None
+    snapshot = "no snapshot" if files.snapshot_id is None else f"snapshot {files.snapshot_id}"
+    return view, f"{snapshot} of Iceberg table {catalog_name}.{files.identifier}"
+
+
 def _slice(args: argparse.Namespace) -> tuple[int, int] | None:
     from replayer.lanes import parse_slice
 
@@ -267,10 +355,18 @@ def _filter(args: argparse.Namespace) -> Any:
     from archiver.archive.reader import EventFilter
     from archiver.archive.times import parse_time
 
-    try:
-        validate_table_name(args.table)
-    except InvalidNameError as err:
-        raise UsageError(f"--table: {err}") from None
+    iceberg = getattr(args, "iceberg", None)
+    if not iceberg:
+        for option, value in (("--snapshot-id", args.snapshot_id), ("--as-of", args.as_of)):
+            if value is not None:
+                raise UsageError(f"{option} needs --iceberg")
+        if not args.table:
+            raise UsageError("--table is required (or give --iceberg)")
+    if args.table:
+        try:
+            validate_table_name(args.table)
+        except InvalidNameError as err:
+            raise UsageError(f"--table: {err}") from None
     try:
         since = parse_time(args.since) if getattr(args, "since", None) else None
         until = parse_time(args.until) if args.until else None
@@ -323,7 +419,7 @@ def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     from replayer.jsonl import LineWriter
 
     flt = _filter(args)
-    store = _store(args)
+    store, source = _source(args, flt)
     out: IO[bytes] = stdout
     if args.output:
         try:
@@ -342,7 +438,8 @@ def events(args: argparse.Namespace, stdout: IO[bytes]) -> int:
         if out is not stdout:
             with contextlib.suppress(OSError):  # a failed write was reported already
                 out.close()
-    print(f"{count} events from table {args.table}", file=sys.stderr)
+    read = f" ({source})" if source else ""
+    print(f"{count} events from table {args.table}{read}", file=sys.stderr)
     return 0
 
 
@@ -428,6 +525,9 @@ def _fingerprint(args: argparse.Namespace, store: Any, **extra: Any) -> dict[str
         "conditional",
         "batch_size",
         "max_payload_bytes",
+        "iceberg",
+        "snapshot_id",
+        "as_of",
     )
     fingerprint = {"command": args.command, "archive": store.uri}
     fingerprint.update(
@@ -454,7 +554,7 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
     from replayer.runner import Selection
 
     flt = _filter(args)
-    store = _store(args)
+    store, source = _source(args, flt)
     options = RedriveOptions(
         function=args.function,
         batch_size=args.batch_size,
@@ -492,6 +592,8 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
             f"({summary.invocations} invocations, {summary.retries} retries)"
         )
     lines = [f"redrive to {args.function}: {done} in {summary.elapsed:.1f} s"]
+    if source:
+        lines.append(f"read {source}")
     if summary.failed:
         kept = " and kept under _errors/redrive/" if summary.dead_lettered else ""
         failed = "would fail" if args.dry_run else "failed"
@@ -522,7 +624,7 @@ def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
                 "--checkpoint needs an explicit --until, so that a rerun restores the same moment"
             )
         flt = type(flt)(None, int(clock.time() * 1_000_000), None, None, flt.slice)
-    store = _store(args)
+    store, source = _source(args, flt)
     options = RestoreOptions(
         into=args.into,
         mode=args.mode,
@@ -557,6 +659,8 @@ def restore(args: argparse.Namespace, stdout: IO[bytes]) -> int:
         f"read {summary.changes_read} changes, {verb} {summary.puts} puts and {summary.deletes} deletes "
         f"in {summary.elapsed:.1f} s"
     ]
+    if source:
+        lines.append(f"read {source}")
     if summary.base_items:
         lines.append(f"started from an export of {summary.base_items} items")
     if summary.skipped_newer:
