@@ -133,7 +133,7 @@ def _table(
         new_plain = old_plain = [None] * len(records)
     columns: dict[str, list[Any]] = {
         Col.EVENT_ID: [r.event_id for r in records],
-        Col.EVENT_NAME: [r.event_name.value for r in records],
+        Col.EVENT_NAME: [r.event_name for r in records],  # a StrEnum: its value is itself
         Col.EVENT_SOURCE: sources,
         Col.SEQUENCE_NUMBER: [
             r.sequence_number.rjust(widths[r.event_source], "0") for r in records
