@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from archiver.archive.athena import AthenaTable
+from archiver.archive.aws import Failure, classify, describe
 from archiver.archive.errors import ArchiveError
 
 __all__ = ["GlueError", "apply_table"]
@@ -30,18 +31,16 @@ def _glue_client() -> Any:
 
 
 def _call(client: Any, operation: str, target: str, **kwargs: Any) -> Any:
+    """One Glue call; LookupError when the database or table is not there, else GlueError."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return getattr(client, operation)(**kwargs)
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code == "EntityNotFoundException":
+    except (ClientError, BotoCoreError) as err:
+        # botocore has already retried what can pass (throttling, 5xx): what is left ends the call.
+        if classify(err) is Failure.NOT_FOUND:  # EntityNotFoundException
             raise LookupError(target) from err
-        message = err.response.get("Error", {}).get("Message", "")
-        raise GlueError(f"glue {operation} {target}: {code} {message}".rstrip()) from err
-    except BotoCoreError as err:
-        raise GlueError(f"glue {operation} {target}: {err}") from err
+        raise GlueError(f"glue {operation} {target}: {describe(err)}") from err
 
 
 def apply_table(table: AthenaTable, client: Any = None) -> Literal["created", "updated"]:

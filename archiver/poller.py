@@ -25,7 +25,6 @@ shard and the range lost, and recorded in the checkpoint for ``verify``.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import threading
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from archiver.archive.aws import doubled, jittered
 from archiver.archive.checkpoints import (
     CHECKPOINT_PREFIX,
     CheckpointFormatError,
@@ -66,11 +66,9 @@ log = logging.getLogger(__name__)
 
 FLUSH_BACKOFF_MAX = 60.0  # seconds between tries of a failing flush, at most
 SHARD_BACKOFF_MAX = 30.0  # seconds a throttled or busy shard is left alone, at most
-
-
-def _doubled(previous: float, first: float, cap: float) -> float:
-    """The next pause of a backoff: ``first``, then twice the last one, at most ``cap``."""
-    return min(cap, max(first, previous * 2))
+# A shard's pause doubles without jitter (archiver.archive.aws.doubled): one poller reads each
+# stream, so no crowd retries in step with it; a failing flush's pause is jittered (S3 outages
+# hit many pollers at once).
 
 
 class ArchiveUnwritable(Exception):
@@ -205,6 +203,9 @@ class Poller:
         ------
         StreamGone
             The stream (or a shard) no longer exists; raised after the final flush.
+        StreamDenied
+            The stream refused a call for good (credentials, permissions); raised after the
+            final flush.
         """
         try:
             while not self._stop.is_set():
@@ -310,7 +311,7 @@ class Poller:
                 try:
                     self._open(state)
                 except StreamBusy as err:
-                    state.backoff = _doubled(state.backoff, 0.5, SHARD_BACKOFF_MAX)
+                    state.backoff = doubled(state.backoff, 0.5, SHARD_BACKOFF_MAX)
                     state.idle_until = now + state.backoff
                     log.debug("cannot open %s yet: %s", shard_id, err)
                     continue
@@ -354,7 +355,7 @@ class Poller:
             )
             state.iterator = self.source.iterator(shard_id, None)
         else:
-            state.backoff = _doubled(state.backoff, 0.5, SHARD_BACKOFF_MAX)
+            state.backoff = doubled(state.backoff, 0.5, SHARD_BACKOFF_MAX)
             state.idle_until = self.clock() + state.backoff
             log.debug("backing off %.1fs on %s: %s", state.backoff, shard_id, page.detail)
 
@@ -438,8 +439,8 @@ class Poller:
             self._halted = True
             raise ArchiveUnwritable(terminal, count)
         # Jittered and capped, so that many pollers do not retry an S3 outage in step.
-        self.flush_backoff = _doubled(self.flush_backoff, 1.0, FLUSH_BACKOFF_MAX)
-        delay = self.flush_backoff * random.uniform(0.5, 1.0)
+        self.flush_backoff = doubled(self.flush_backoff, 1.0, FLUSH_BACKOFF_MAX)
+        delay = jittered(self.flush_backoff)
         self.flush_retry_at = self.clock() + delay
         log.error(
             "flush failed; keeping %d records buffered, trying again in %.1f s%s: %s",

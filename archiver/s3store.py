@@ -3,7 +3,8 @@
 boto3 imports in ~0.2 s against ~0.4 s for s3fs, which matters on a Lambda
 cold start. Retries follow botocore's own policy (``AWS_RETRY_MODE``,
 ``AWS_MAX_ATTEMPTS``; standard mode with 5 attempts unless configured), the one
-retry policy for S3. SDK errors are translated here, once.
+retry policy for S3. SDK errors are sorted by :func:`archiver.archive.aws.classify`
+and translated here, once.
 """
 
 from __future__ import annotations
@@ -13,25 +14,12 @@ import io
 from collections.abc import Iterator
 from typing import IO, Any
 
+from archiver.archive.aws import Failure, classify, describe, error_code
 from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from archiver.archive.fetch import IN_FLIGHT
 from archiver.archive.store import StoredObject, check_key, split_s3_uri
 
 __all__ = ["S3Store"]
-
-_DENIED = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "NoSuchBucket",
-    "ExpiredToken",
-    "InvalidToken",
-    "KMS.DisabledException",
-    "KMS.NotFoundException",
-    "KMS.AccessDeniedException",
-    "AccessDeniedException",
-}
 
 
 class S3Store:
@@ -62,33 +50,25 @@ class S3Store:
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def _translate(self, action: str, key: str, err: Exception) -> StoreError:
-        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
-
+    def _translate(self, action: str, key: str, err: Exception) -> Exception:
+        """The store's error for an SDK error: FileNotFoundError for a missing object."""
         target = f"s3://{self.bucket}/{key}"
-        if isinstance(err, NoCredentialsError | PartialCredentialsError):
-            return StoreAccessDenied(f"{action} {target}: no AWS credentials found ({err})")
-        if isinstance(err, ClientError):
-            code = err.response.get("Error", {}).get("Code", "")
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in _DENIED or status in (401, 403):
-                return StoreAccessDenied(
-                    f"{action} {target}: {code or status} (bucket {self.bucket})"
-                )
-            return StoreUnavailable(f"{action} {target}: {code or status}")
-        return StoreUnavailable(f"{action} {target}: {err}")
+        kind = classify(err)
+        # A missing bucket is no missing object: the archive cannot be written at all.
+        if kind is Failure.NOT_FOUND and error_code(err) != "NoSuchBucket":
+            return FileNotFoundError(target)
+        if kind is Failure.DENIED or kind is Failure.NOT_FOUND:
+            return StoreAccessDenied(f"{action} {target}: {describe(err)} (bucket {self.bucket})")
+        if kind.transient:
+            return StoreUnavailable(f"{action} {target}: {describe(err)}")
+        return StoreError(f"{action} {target}: {describe(err)}")
 
     def _call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return getattr(self.client, method)(**kwargs)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise FileNotFoundError(f"s3://{self.bucket}/{key}") from err
-            raise self._translate(action, key, err) from err
-        except BotoCoreError as err:
+        except (ClientError, BotoCoreError) as err:
             raise self._translate(action, key, err) from err
 
     def put(self, key: str, data: bytes) -> None:

@@ -28,7 +28,7 @@ from archiver.poller import (
     checkpoint_key,
 )
 from archiver.settings import ArchiverSettings
-from archiver.streams import StreamGone, StreamSource
+from archiver.streams import StreamDenied, StreamGone, StreamSource
 from archiver.write import ArchiveOptions, ArchiveReport
 
 __all__ = ["ServiceError", "run_service", "streams_client"]
@@ -43,14 +43,13 @@ class ServiceError(Exception):
 def _stream_arn(settings: ArchiverSettings) -> str:
     if settings.stream_arn:
         return settings.stream_arn
-    from archiver.archive.aws import client
+    from archiver.archive.aws import client, describe
 
     dynamodb = client("dynamodb")
     try:
         table = dynamodb.describe_table(TableName=settings.table)["Table"]
     except Exception as err:
-        code = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
-        raise ServiceError(f"cannot describe table {settings.table}: {code}") from err
+        raise ServiceError(f"cannot describe table {settings.table}: {describe(err)}") from err
     arn = table.get("LatestStreamArn")
     if not arn or not table.get("StreamSpecification", {}).get("StreamEnabled", False):
         raise ServiceError(

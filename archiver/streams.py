@@ -3,7 +3,9 @@
 ``StreamSource`` wraps a boto3 ``dynamodbstreams`` client and turns its
 answers and errors into plain values: a page of records, or a ``StreamEvent``
 saying the iterator expired, data was trimmed, the stream was throttled or is
-gone. DescribeStream and GetShardIterator go through boto3 as usual (they are
+unavailable; ``StreamGone`` and ``StreamDenied`` when it is gone or refuses us
+(errors sorted by :func:`archiver.archive.aws.classify`). DescribeStream and
+GetShardIterator go through boto3 as usual (they are
 rare). GetRecords is read as bytes: botocore signs and sends the call and
 applies its retry rules, and :func:`get_records_reader` hands over the body of
 a successful response unparsed, so a page's records are the raw JSON text of
@@ -23,6 +25,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from archiver.archive.aws import Failure, classify, describe, error_code
 from archiver.jsontext import JsonTextError, decode_members
 from archiver.split import EventShapeError, split_page
 
@@ -31,6 +34,7 @@ __all__ = [
     "ReadPage",
     "Shard",
     "StreamBusy",
+    "StreamDenied",
     "StreamEvent",
     "StreamGone",
     "StreamSource",
@@ -61,6 +65,10 @@ class StreamBusy(Exception):
     """DescribeStream or GetShardIterator was throttled or failed transiently: try again later."""
 
 
+class StreamDenied(Exception):
+    """The stream refused a call for good (credentials, permissions): nothing more can be read."""
+
+
 @dataclass(frozen=True, slots=True)
 class Shard:
     shard_id: str
@@ -80,14 +88,6 @@ class Page:
     event: StreamEvent | None = None
     detail: str = ""
 
-
-_THROTTLED = {
-    "LimitExceededException",
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-}
-_UNAVAILABLE = {"InternalServerError", "ServiceUnavailable", "InternalFailure"}
 
 # -- GetRecords as bytes through botocore -------------------------------------------------------
 
@@ -215,19 +215,12 @@ class StreamSource:
         self.stream_arn = stream_arn
         self.read_page = read_page if read_page is not None else get_records_reader(client)
 
-    def _code(self, err: Exception) -> str:
-        response = getattr(err, "response", None) or {}
-        return str(response.get("Error", {}).get("Code", type(err).__name__))
-
-    def _busy(self, err: Exception, call: str) -> None:
-        """Raise StreamBusy for throttling and transient failures (retried by the poller)."""
-        code = self._code(err)
-        # A botocore error without a response is a connection failure, also transient.
-        connection = type(err).__module__.startswith(("botocore", "urllib3")) and not hasattr(
-            err, "response"
-        )
-        if code in _THROTTLED or code in _UNAVAILABLE or connection:
-            raise StreamBusy(f"{call}: {code}") from err
+    def _refused(self, err: Exception, call: str, kind: Failure) -> None:
+        """Raise StreamBusy for a failure the poller tries again later, StreamDenied for a refusal."""
+        if kind.transient:
+            raise StreamBusy(f"{call} on {self.stream_arn}: {describe(err)}") from err
+        if kind is Failure.DENIED:
+            raise StreamDenied(f"{call} on {self.stream_arn}: {describe(err)}") from err
 
     def describe(self) -> tuple[str, list[Shard]]:
         """The stream's status and every shard it lists (DescribeStream, all pages)."""
@@ -240,9 +233,10 @@ class StreamSource:
                     "StreamDescription"
                 ]
             except Exception as err:
-                if self._code(err) == "ResourceNotFoundException":
+                kind = classify(err)
+                if kind is Failure.NOT_FOUND:
                     raise StreamGone(f"stream {self.stream_arn} does not exist") from err
-                self._busy(err, "DescribeStream")
+                self._refused(err, "DescribeStream", kind)
                 raise
             status = description.get("StreamStatus", status)
             for raw in description.get("Shards", []):
@@ -270,12 +264,12 @@ class StreamSource:
         try:
             iterator: str | None = self.client.get_shard_iterator(**kwargs).get("ShardIterator")
         except Exception as err:
-            code = self._code(err)
-            if code == "TrimmedDataAccessException":
+            if error_code(err) == "TrimmedDataAccessException":
                 return None
-            if code == "ResourceNotFoundException":
+            kind = classify(err)
+            if kind is Failure.NOT_FOUND:
                 raise StreamGone(f"shard {shard_id} of {self.stream_arn} is gone") from err
-            self._busy(err, "GetShardIterator")
+            self._refused(err, "GetShardIterator", kind)
             raise
         return iterator
 
@@ -292,19 +286,21 @@ class StreamSource:
             log.warning("GetRecords on %s: %s; backing off", self.stream_arn, err)
             return Page([], iterator, StreamEvent.UNAVAILABLE, str(err))
         except Exception as err:
-            code = self._code(err)
+            code = error_code(err)
             if code in ("ExpiredIteratorException", "ValidationException"):
                 # ValidationException: an iterator the service no longer accepts; open a new one.
                 return Page([], iterator, StreamEvent.EXPIRED, str(err))
             if code == "TrimmedDataAccessException":
                 return Page([], iterator, StreamEvent.TRIMMED, str(err))
-            if code in _THROTTLED:
+            kind = classify(err)
+            if kind is Failure.THROTTLED:
                 return Page([], iterator, StreamEvent.THROTTLED, code)
-            # Before the catch-all below: a ClientError's module is botocore's too.
-            if code == "ResourceNotFoundException":
+            if kind is Failure.UNAVAILABLE:
+                return Page([], iterator, StreamEvent.UNAVAILABLE, describe(err))
+            if kind is Failure.NOT_FOUND:
                 raise StreamGone(f"stream {self.stream_arn} is gone") from err
-            if code in _UNAVAILABLE or type(err).__module__.startswith(("botocore", "urllib3")):
-                return Page([], iterator, StreamEvent.UNAVAILABLE, f"{code}: {err}")
+            if kind is Failure.DENIED:
+                raise StreamDenied(f"GetRecords on {self.stream_arn}: {describe(err)}") from err
             raise
         return Page(records, next_iterator)
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from archiver.archive.aws import Failure, backoff, classify, describe, error_code
 from replayer.lanes import RateLimiter
 
 __all__ = ["Op", "RestoreError", "TableWriter", "to_client"]
@@ -27,14 +27,8 @@ __all__ = ["Op", "RestoreError", "TableWriter", "to_client"]
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 25
-_THROTTLED = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "LimitExceededException",
-}
+BACKOFF_FIRST = 0.1  # seconds before the second try, before jitter
+BACKOFF_MAX = 20.0  # seconds between tries, at most, before jitter
 
 
 class RestoreError(Exception):
@@ -93,33 +87,23 @@ class TableWriter:
         self._lock = threading.Lock()
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        """One call, tried again while it fails transiently (throttling, 5xx, the network)."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         attempt = 0
         while True:
             try:
                 return getattr(self.client, method)(**kwargs)
-            except NoCredentialsError as err:
-                raise RestoreError("no AWS credentials found to write to DynamoDB") from err
-            except ClientError as err:
-                code = err.response.get("Error", {}).get("Code", "")
-                if code == "ConditionalCheckFailedException":
-                    raise
-                if code == "ResourceNotFoundException":
+            except (ClientError, BotoCoreError) as err:
+                if error_code(err) == "ConditionalCheckFailedException":
+                    raise  # the caller's answer, not a failure
+                kind = classify(err)
+                if kind is Failure.NOT_FOUND:
                     raise RestoreError(f"table {self.table} does not exist") from err
-                if code not in _THROTTLED or attempt + 1 >= self.max_attempts:
-                    message = err.response.get("Error", {}).get("Message", "")
-                    raise RestoreError(
-                        f"{method} on {self.table} failed: {code}: {message}"
-                    ) from err
-            except BotoCoreError as err:
-                if attempt + 1 >= self.max_attempts:
-                    raise RestoreError(f"{method} on {self.table} failed: {err}") from err
+                if not kind.transient or attempt + 1 >= self.max_attempts:
+                    raise RestoreError(f"{method} on {self.table} failed: {describe(err)}") from err
             attempt += 1
-            self._backoff(attempt)
-
-    def _backoff(self, attempt: int) -> None:
-        self.sleep(min(20.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
+            self.sleep(backoff(attempt, BACKOFF_FIRST, BACKOFF_MAX))
 
     def write(self, ops: Sequence[Op]) -> int:
         """Apply ``ops``: up to 25 distinct keys per request, unless writes are conditional.
@@ -157,7 +141,7 @@ class TableWriter:
                         f"{left} writes to {self.table} still unprocessed after "
                         f"{attempt} attempts (throttled)"
                     )
-                self._backoff(attempt)
+                self.sleep(backoff(attempt, BACKOFF_FIRST, BACKOFF_MAX))
 
     def _conditional(self, op: Op) -> bool:
         """One conditional write; False when the table held a newer item."""
@@ -186,7 +170,7 @@ class TableWriter:
             else:
                 self._call("delete_item", Key=to_client_item(op.key), **arguments)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(err) != "ConditionalCheckFailedException":
                 raise
             return False
         return True

@@ -27,6 +27,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 import pyarrow as pa
 
+from archiver.archive.aws import Failure, backoff, classify, describe
 from archiver.archive.layout import Partition, redrive_dead_letter_key
 from archiver.archive.rebuild import item_identifiers, record_texts
 from archiver.archive.schema import Col
@@ -48,11 +49,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LAMBDA_PAYLOAD_LIMIT = 6_291_456  # synchronous invocation request payload, bytes
+BACKOFF_MAX = 60.0  # seconds between tries of a failing batch, at most, before jitter
 _ENVELOPE = len(b'{"Records":[]}')
 
 
 class RedriveError(Exception):
-    """An expected failure that ends the run with a message (unknown function, no credentials)."""
+    """An expected failure that ends the run with a message (unknown function, no permission)."""
 
 
 class Record(NamedTuple):
@@ -136,28 +138,21 @@ class LambdaInvoker:
         self.client = client
 
     def __call__(self, payload: bytes, identifiers: Sequence[str | None]) -> Delivery:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self.client.invoke(
                 FunctionName=self.function, InvocationType="RequestResponse", Payload=payload
             )
-        except NoCredentialsError as err:
-            raise RedriveError(f"no AWS credentials found to invoke {self.function}") from err
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in (
-                "ResourceNotFoundException",
-                "AccessDeniedException",
-                "AccessDeniedError",
-                "UnrecognizedClientException",
-                "InvalidSignatureException",
-            ):
-                message = err.response.get("Error", {}).get("Message", code)
-                raise RedriveError(f"cannot invoke {self.function}: {code}: {message}") from err
-            return Delivery(0, f"invoke failed: {code or err}")
-        except BotoCoreError as err:
-            return Delivery(0, f"invoke failed: {err}")
+        except (ClientError, BotoCoreError) as err:
+            kind = classify(err)
+            # No function, or one this caller may never invoke (credentials, permissions, a KMS
+            # key the function cannot use): no batch can be delivered, the run ends.
+            if kind is Failure.DENIED or kind is Failure.NOT_FOUND:
+                raise RedriveError(f"cannot invoke {self.function}: {describe(err)}") from err
+            # Throttled, unavailable, or this batch refused (too large, not JSON): the batch
+            # failed, to be tried again and then bisected like a function error.
+            return Delivery(0, f"invoke failed: {describe(err)}")
         body = response["Payload"].read()
         if response.get("FunctionError"):
             return Delivery(
@@ -313,7 +308,7 @@ class _Driver:
             with self.summary._lock:
                 self.summary.retries += 1
             log.debug("retrying %d records after: %s", len(records) - done, outcome.reason)
-            self.sleep(self.options.backoff * 2 ** (attempt - 1))
+            self.sleep(backoff(attempt, self.options.backoff, BACKOFF_MAX))
 
     def _deliver(self, partition: Partition, lane: int, records: list[Item[Record]]) -> None:
         if not records:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from .aws import Failure, classify, describe
 from .errors import InvalidNameError, StoreAccessDenied, StoreError, StoreUnavailable
 
 __all__ = [
@@ -233,18 +234,25 @@ class FsspecStore:
             return fn(*args, **kwargs)
         except FileNotFoundError:
             raise
-        except PermissionError as err:
-            raise StoreAccessDenied(f"{action} {target}: access denied ({err})") from err
-        except (ConnectionError, TimeoutError) as err:
-            raise StoreUnavailable(f"{action} {target}: {err}") from err
-        except OSError as err:
-            raise StoreUnavailable(f"{action} {target}: {err}") from err
         except Exception as err:
-            # s3fs lets some SDK errors through untranslated (e.g. botocore's
-            # EndpointConnectionError); recognise them by origin, without importing the SDK.
-            if type(err).__module__.split(".")[0] in _SDK_MODULES:
-                raise StoreUnavailable(f"{action} {target}: {err}") from err
-            raise
+            # s3fs turns SDK errors into OSErrors (keeping the SDK's as the cause, which
+            # classify reads) and lets some through untranslated (e.g. botocore's
+            # EndpointConnectionError); recognise those by origin, without importing the SDK.
+            if (
+                not isinstance(err, OSError)
+                and type(err).__module__.split(".")[0] not in _SDK_MODULES
+            ):
+                raise
+            kind = classify(err)
+            if kind is Failure.DENIED:
+                raise StoreAccessDenied(
+                    f"{action} {target}: access denied ({describe(err)})"
+                ) from err
+            if kind is Failure.NOT_FOUND:
+                raise FileNotFoundError(target) from err
+            if kind.transient:
+                raise StoreUnavailable(f"{action} {target}: {describe(err)}") from err
+            raise StoreError(f"{action} {target}: {describe(err)}") from err
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
