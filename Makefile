@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv servers demo test bench lint clean build-ArchiverFunction
+.PHONY: venv servers demo test bench lint clean build-ArchiverFunction build-IcebergSyncFunction
 
 venv: $(STAMP)
 
@@ -55,12 +55,18 @@ build-ArchiverFunction:
 	rm -rf .lambda-build
 	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir .lambda-build .
 	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)" $(LAMBDA_WHEELS) \
-		-c constraints.txt .lambda-build/*.whl
+		-c constraints.txt .lambda-build/*.whl $(LAMBDA_EXTRAS)
 	rm -rf "$(ARTIFACTS_DIR)"/pyarrow/include "$(ARTIFACTS_DIR)"/pyarrow/tests \
 		"$(ARTIFACTS_DIR)"/pyarrow/libarrow_flight.* "$(ARTIFACTS_DIR)"/pyarrow/libarrow_python_flight.* \
 		"$(ARTIFACTS_DIR)"/pyarrow/_flight.* "$(ARTIFACTS_DIR)"/pyarrow/*.pyx "$(ARTIFACTS_DIR)"/pyarrow/*.pxd \
 		"$(ARTIFACTS_DIR)"/pyarrow/*.pxi
 	rm -rf .lambda-build
+
+# The scheduled `archiver iceberg-sync` (IcebergSyncFunction, deploy/template.yaml): the same
+# artifact plus pyiceberg with its Arrow FileIO, for the Glue catalog (boto3 is there already;
+# not the iceberg extra's SQLAlchemy, which only the SQL catalog needs).
+build-IcebergSyncFunction: LAMBDA_EXTRAS = 'pyiceberg[pyarrow]'
+build-IcebergSyncFunction: build-ArchiverFunction
 
 clean:
 	rm -rf $(VENV) .cache .lambda-build .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-archive demo-iceberg

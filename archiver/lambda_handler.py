@@ -43,20 +43,14 @@ class ConfigurationError(RuntimeError):
 
 
 def _setup() -> tuple[ArchiveStore, ArchiveOptions, str | None]:
-    from pydantic import ValidationError
-
     from archiver.logs import configure
-    from archiver.settings import ArchiverSettings
+    from archiver.settings import SettingsError, settings_from_environment
     from archiver.stores import store_for
 
     try:
-        settings = ArchiverSettings()  # type: ignore[call-arg]  # filled from the environment
-    except ValidationError as err:
-        problems = "; ".join(
-            f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}"
-            for e in err.errors()
-        )
-        raise ConfigurationError(f"invalid archiver configuration: {problems}") from None
+        settings = settings_from_environment()
+    except SettingsError as err:
+        raise ConfigurationError(str(err)) from None
     configure(settings.log_level, json=True)
     store = store_for(settings.archive_uri, settings.sse_arguments)
     options = ArchiveOptions(

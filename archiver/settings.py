@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from archiver.archive.errors import FormatError
@@ -13,7 +13,7 @@ from archiver.archive.schema import PromotedColumn, parse_promoted_columns
 from archiver.archive.store import sse_arguments
 from archiver.metrics import DEFAULT_NAMESPACE
 
-__all__ = ["ArchiverSettings"]
+__all__ = ["ArchiverSettings", "SettingsError", "settings_from_environment"]
 
 
 class ArchiverSettings(BaseSettings):
@@ -83,6 +83,18 @@ class ArchiverSettings(BaseSettings):
         description="`archiver run`: flush when the oldest buffered record is this "
         "many seconds old, also when the stream is idle.",
     )
+    iceberg_catalog: str | None = Field(
+        default=None,
+        description="The scheduled `iceberg-sync` function (`archiver.iceberg_handler`): the "
+        "pyiceberg catalog to register the archive in, configured by "
+        "`PYICEBERG_CATALOG__<NAME>__*` variables (`archiver iceberg-sync` takes `--catalog`).",
+    )
+    iceberg_namespace: str = Field(
+        default="dynamodb_archive",
+        min_length=1,
+        description="The scheduled `iceberg-sync` function: the Iceberg namespace (the Glue "
+        "database) of the tables (`archiver iceberg-sync` takes `--namespace`).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level; item data is never logged at INFO or WARNING."
     )
@@ -134,3 +146,25 @@ class ArchiverSettings(BaseSettings):
     def sse_arguments(self) -> dict[str, str]:
         """The S3 put arguments for server-side encryption."""
         return sse_arguments(self.sse, self.sse_kms_key_id)
+
+
+class SettingsError(ValueError):
+    """The ``ARCHIVER_*`` variables do not make valid settings; the message names each one."""
+
+
+def settings_from_environment() -> ArchiverSettings:
+    """The settings the ``ARCHIVER_*`` environment variables give (the Lambda functions).
+
+    Raises
+    ------
+    SettingsError
+        ``invalid archiver configuration: ARCHIVER_NAME: problem; ...``.
+    """
+    try:
+        return ArchiverSettings()  # type: ignore[call-arg]  # filled from the environment
+    except ValidationError as err:
+        problems = "; ".join(
+            f"ARCHIVER_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise SettingsError(f"invalid archiver configuration: {problems}") from None

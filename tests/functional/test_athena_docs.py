@@ -6,6 +6,9 @@ the Athena table (partition columns typed VARCHAR, as in the generated DDL).
 The expected answers are computed here from the raw stream records, not from
 the archive. Some batches are archived twice with other boundaries, as Lambda
 retries do, so the archive holds duplicate changes the queries must handle.
+The blocks titled ``-- iceberg: ...`` query the Iceberg table of the same archive
+(synced twice, so time travel has somewhere to go), read through pyiceberg; so do the
+queries ``archiver athena-ddl --iceberg`` prints.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import duckdb
 import orjson
 import pytest
 import sqlglot
+from sqlglot import exp
 
 from archiver.archive.athena import DEFAULT_DATABASE, DEFAULT_TABLE, athena_table
 from archiver.archive.schema import parse_promoted_columns
@@ -58,21 +62,36 @@ class Archive:
     customers: list[dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+OPTIONS = ArchiveOptions(parse_promoted_columns(PROMOTED), plain_images=True)
+
+
+def histories() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The docs' orders and customers: their changes as the stream delivered them."""
     orders = TableHistory("orders", seed=5, start=START, seconds_per_change=20).changes(1500)
     customers = TableHistory(
         "customers", seed=6, start=START, key_names=("id",), items=30, seconds_per_change=60
     ).changes(300)
+    return orders, customers
+
+
+def deliveries(
+    orders: list[dict[str, Any]], customers: list[dict[str, Any]]
+) -> list[list[dict[str, Any]]]:
+    """The batches the sink archives, in order."""
+    batches = [orders[i : i + 100] for i in range(0, len(orders), 100)]
+    batches += [customers[i : i + 100] for i in range(0, len(customers), 100)]
+    # Lambda retrying with other batch boundaries: these changes are archived twice.
+    batches += [orders[50:180], orders[1250:1330]]
+    return batches
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    orders, customers = histories()
     root = tmp_path_factory.mktemp("athena-docs") / "archive"
     store = LocalStore(root)
-    options = ArchiveOptions(parse_promoted_columns(PROMOTED), plain_images=True)
-    deliveries = [orders[i : i + 100] for i in range(0, len(orders), 100)]
-    deliveries += [customers[i : i + 100] for i in range(0, len(customers), 100)]
-    # Lambda retrying with other batch boundaries: these changes are archived twice.
-    deliveries += [orders[50:180], orders[1250:1330]]
-    for batch in deliveries:
-        assert archive_records(batch, store, options).ok
+    for batch in deliveries(orders, customers):
+        assert archive_records(batch, store, OPTIONS).ok
     return Archive(root, orders, customers)
 
 
@@ -286,7 +305,7 @@ CHECKS: dict[str, Callable[[list[dict[str, Any]], Archive], None]] = {
 
 
 def test_every_query_in_the_docs_has_a_check() -> None:
-    assert set(sql_blocks()) == set(CHECKS)
+    assert set(sql_blocks()) == set(CHECKS) | set(ICEBERG_CHECKS)
 
 
 @pytest.mark.parametrize("title", sorted(CHECKS))
@@ -364,3 +383,246 @@ def test_plain_json_numbers_come_back_as_doubles(con: duckdb.DuckDBPyConnection)
     ).fetchall()
     assert len(typed) == len("0.") + 34
     assert float(plain) == float(typed) and Decimal(plain) != Decimal(typed)
+
+
+# --- the Iceberg tables (the docs' section, and `archiver athena-ddl --iceberg`) -------------
+#
+# DuckDB's iceberg extension cannot be installed here (no network), so pyiceberg reads the
+# table at the snapshot a query asks for, and DuckDB runs the query on that as the view Athena
+# would query (metadata tables from pyiceberg's inspect API, which has Iceberg's columns). A
+# FOR TIMESTAMP/VERSION AS OF clause is resolved to its snapshot as Athena resolves it (the last
+# snapshot committed at or before the moment; the snapshot of that id), its moment evaluated
+# by DuckDB, and the clause taken out of the query.
+
+ICEBERG = "iceberg: "
+DOC_SNAPSHOT_ID = "949530903748831860"  # the docs' example snapshot id: the first sync's here
+DOC_SYNC_TIME = "2026-11-19 06:00:00 UTC"  # the docs' sync time: a moment between the syncs here
+FIRST_SYNC = 7  # the first sync registers the first seven batches: orders[:700]
+
+
+@dataclass
+class IcebergTable:
+    table: Any  # pyiceberg's Table of orders after both syncs
+    first: Any  # the first sync's snapshot
+    files: list[int]  # files each sync registered
+    archive: Archive  # the changes the stream delivered
+    first_orders: list[dict[str, Any]]  # the changes the first sync registered
+
+
+@pytest.fixture(scope="module")
+def iceberg(tmp_path_factory: pytest.TempPathFactory) -> IcebergTable:
+    """The orders table of the docs' archive, synced twice: after 700 changes, then after all."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from archiver.iceberg import sync
+
+    root = tmp_path_factory.mktemp("athena-iceberg")
+    store = LocalStore(root / "archive")
+    catalog = SqlCatalog("docs", uri=f"sqlite:///{root / 'catalog.db'}", warehouse=f"file://{root}")
+    orders, customers = histories()
+    batches = deliveries(orders, customers)
+    assert all(r in orders for batch in batches[:FIRST_SYNC] for r in batch)
+    files = []
+    for part in (batches[:FIRST_SYNC], batches[FIRST_SYNC:]):
+        for batch in part:
+            assert archive_records(batch, store, OPTIONS).ok
+        report = sync(store, catalog, namespace=DEFAULT_DATABASE, tables=["orders"])
+        assert not report.errors, report.errors
+        files.append(report.files_registered)
+    table = catalog.load_table((DEFAULT_DATABASE, "orders"))
+    first, second = table.snapshots()
+    assert second.parent_snapshot_id == first.snapshot_id
+    first_orders = [r for batch in batches[:FIRST_SYNC] for r in batch]
+    return IcebergTable(table, first, files, Archive(root, orders, customers), first_orders)
+
+
+def iceberg_connection(table: Any, snapshot_id: int) -> Any:
+    """DuckDB with the Iceberg table at one snapshot, and its metadata tables, as Athena names them."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE SCHEMA {DEFAULT_DATABASE}")
+    name = table.name()[-1]
+    for suffix, rows in (
+        ("", table.scan(snapshot_id=snapshot_id).to_arrow()),
+        ("$snapshots", table.inspect.snapshots()),
+        ("$history", table.inspect.history()),
+    ):
+        con.register("source", rows)
+        con.execute(f'CREATE TABLE {DEFAULT_DATABASE}."{name}{suffix}" AS SELECT * FROM source')
+        con.unregister("source")
+    return con
+
+
+def run_iceberg(
+    iceberg: IcebergTable, athena_sql: str, *, between_syncs: bool = True
+) -> list[dict[str, Any]]:
+    """Run an Athena query of the Iceberg table; time travel picks the snapshot Athena would."""
+    table = iceberg.table
+    tree = sqlglot.parse_one(athena_sql, read="athena")  # raises on what Athena's dialect rejects
+    snapshot = table.current_snapshot()
+    version = tree.find(exp.Version)
+    if version is not None:
+        assert version.args["kind"] == "AS OF"
+        if version.name == "VERSION":
+            snapshot = table.snapshot_by_id(int(version.expression.name))
+        else:
+            assert version.name == "TIMESTAMP"
+            moment = version.expression.sql(dialect="duckdb")
+            with duckdb.connect() as clock:
+                clock.execute("SET TimeZone = 'UTC'")
+                [(ms,)] = clock.execute(
+                    f"SELECT epoch_ms(CAST({moment} AS TIMESTAMPTZ))"
+                ).fetchall()
+            if between_syncs:
+                snapshot = table.snapshot_as_of_timestamp(ms)
+            else:  # a moment relative to now: every snapshot here is from the last minutes
+                now = datetime.now(UTC).timestamp() * 1000
+                assert now - 2 * 3_600_000 < ms < now
+        assert snapshot is not None, "no snapshot at that moment: Athena would refuse the query"
+        version.pop()
+    con = iceberg_connection(table, snapshot.snapshot_id)
+    try:
+        cursor = con.execute(tree.sql(dialect="duckdb"))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def doc_iceberg_query(iceberg: IcebergTable, title: str) -> str:
+    """The docs' query, with the example snapshot id and sync time made this table's."""
+    first, second = iceberg.table.snapshots()
+    between = datetime.fromtimestamp(
+        (first.timestamp_ms + second.timestamp_ms) / 2000, UTC
+    ).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    assert second.timestamp_ms - first.timestamp_ms > 2, "the syncs are too close to tell apart"
+    sql = sql_blocks()[ICEBERG + title]
+    return sql.replace(DOC_SNAPSHOT_ID, str(first.snapshot_id)).replace(DOC_SYNC_TIME, between)
+
+
+def check_iceberg_moment(rows: list[dict[str, Any]], iceberg: IcebergTable) -> None:
+    check_table_at_moment(rows, iceberg.archive)  # the same answer as the Hive table's query
+
+
+def check_iceberg_hourly(rows: list[dict[str, Any]], iceberg: IcebergTable) -> None:
+    expected = Counter(
+        when(r).replace(minute=0, second=0, microsecond=0) for r in iceberg.archive.orders
+    )
+    assert [(r["hour"], r["changes"]) for r in rows] == sorted(expected.items())
+    assert {r["hour"].strftime("%Y-%m-%d") for r in rows} == set(DAYS)  # the filter spans both
+
+
+def check_snapshots(rows: list[dict[str, Any]], iceberg: IcebergTable) -> None:
+    first, second = rows
+    assert first["snapshot_id"] == iceberg.first.snapshot_id and first["parent_id"] is None
+    assert second["snapshot_id"] == iceberg.table.current_snapshot().snapshot_id
+    assert second["parent_id"] == first["snapshot_id"]
+    assert {r["operation"] for r in rows} == {"append"}
+    assert [int(r["files_added"]) for r in rows] == iceberg.files
+    assert int(second["rows_after"]) == iceberg.table.scan().to_arrow().num_rows
+
+
+def check_history(rows: list[dict[str, Any]], iceberg: IcebergTable) -> None:
+    assert [r["snapshot_id"] for r in rows] == [s.snapshot_id for s in iceberg.table.snapshots()]
+    assert all(r["is_current_ancestor"] for r in rows)
+    assert rows[1]["parent_id"] == rows[0]["snapshot_id"]
+
+
+def check_first_sync(rows: list[dict[str, Any]], iceberg: IcebergTable) -> None:
+    [row] = rows
+    assert row["changes"] == len({r["eventID"] for r in iceberg.first_orders})
+    assert row["latest_change"] == max(when(r) for r in iceberg.first_orders)
+    assert row["changes"] < len(iceberg.archive.orders)  # not the current table
+
+
+ICEBERG_CHECKS: dict[str, Callable[[list[dict[str, Any]], IcebergTable], None]] = {
+    ICEBERG + "table at a moment": check_iceberg_moment,
+    ICEBERG + "changes per hour": check_iceberg_hourly,
+    ICEBERG + "snapshots": check_snapshots,
+    ICEBERG + "history": check_history,
+    ICEBERG + "table at a sync time": check_first_sync,
+    ICEBERG + "table at a snapshot": check_first_sync,
+}
+
+
+@pytest.mark.parametrize("title", sorted(ICEBERG_CHECKS))
+def test_docs_iceberg_query_answers(title: str, iceberg: IcebergTable) -> None:
+    query = doc_iceberg_query(iceberg, title[len(ICEBERG) :])
+    ICEBERG_CHECKS[title](run_iceberg(iceberg, query), iceberg)
+
+
+def test_docs_time_travel_queries_travel(iceberg: IcebergTable) -> None:
+    # the two time travel examples read the first sync's table, and say so in their clause
+    for title, kind in (("table at a sync time", "TIMESTAMP"), ("table at a snapshot", "VERSION")):
+        version = sqlglot.parse_one(sql_blocks()[ICEBERG + title], read="athena").find(exp.Version)
+        assert version is not None and version.name == kind
+    # and without the clause, the same query reads the whole table
+    current = sql_blocks()[ICEBERG + "table at a snapshot"].replace(
+        f" FOR VERSION AS OF {DOC_SNAPSHOT_ID}", ""
+    )
+    [row] = run_iceberg(iceberg, current)
+    assert row["changes"] == len(iceberg.archive.orders)
+
+
+def athena_ddl_iceberg(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    from archiver import cli
+
+    capsys.readouterr()
+    code = cli.main(["athena-ddl", "--iceberg", *args])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    return printed.out
+
+
+def statements(text: str) -> list[str]:
+    """The SQL statements of a script: comment lines dropped, split at ';'."""
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return [part.strip() for part in code.split(";") if part.strip()]
+
+
+def test_athena_ddl_iceberg_queries_run_on_the_iceberg_table(
+    iceberg: IcebergTable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the queries athena-ddl --iceberg prints for orders
+    text = athena_ddl_iceberg(capsys, "--archive", "s3://my-bucket/changes", "--tables", "orders")
+    assert "table_type=ICEBERG" in text and "metadata_location" in text
+    queries = statements(text)
+    assert len(queries) == 5
+    assert "<snapshot_id>" in queries[-1]
+    # When each runs on the table (the snapshot to fill in: the first sync's)
+    results = [
+        run_iceberg(
+            iceberg,
+            query.replace("<snapshot_id>", str(iceberg.first.snapshot_id)),
+            between_syncs=False,
+        )
+        for query in queries
+    ]
+    # Then each answers: the latest change of every item, snapshots, the first sync's count
+    latest, _per_hour, snapshots, _at_moment, at_snapshot = results
+    items = {key_of(r["dynamodb"]["Keys"]) for r in iceberg.archive.orders}
+    assert len(latest) == len({r["item_key"] for r in latest}) == len(items)
+    assert [r["snapshot_id"] for r in snapshots] == [
+        s.snapshot_id for s in reversed(iceberg.table.snapshots())
+    ]
+    assert at_snapshot == [{"changes": len({r["eventID"] for r in iceberg.first_orders})}]
+
+
+def test_athena_ddl_iceberg_names_each_table_in_its_namespace(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = athena_ddl_iceberg(
+        capsys, "--archive", "s3://my-bucket/p", "--tables", "orders,payments", "--namespace", "cdc"
+    )
+    tables = {
+        (t.db, t.name)
+        for query in statements(text.replace("<snapshot_id>", "1"))
+        for t in sqlglot.parse_one(query, read="athena").find_all(exp.Table)
+    }
+    assert tables == {
+        (db, name)
+        for db in ("cdc",)
+        for table in ("orders", "payments")
+        for name in (table, f"{table}$snapshots")
+    }
+    assert "--namespace cdc" in text

@@ -401,3 +401,84 @@ def test_cli_reads_the_archive_for_what_it_is_not_told(args: list[str]) -> None:
     assert "no AWS credentials" in done.stderr and "s3://my-bucket/changes" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+# --- athena-ddl --iceberg: no DDL, a note and queries for the Iceberg tables -----------------
+
+
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["--apply"], "iceberg-sync"),
+        (["--glue-json"], "iceberg-sync"),
+        (["--database", "other"], "--database"),
+        (["--table", "other"], "--table"),
+        (["--table-names", "enum"], "--table-names"),
+        (["--start-date", "2026-11-18"], "--start-date"),
+        (["--promoted-columns", "customer_id:string"], "--promoted-columns"),
+        (["--namespace", "My-NS"], "--namespace"),
+        (["--tables", "orders,x"], "--tables"),
+    ],
+)
+def test_cli_iceberg_bad_usage_names_the_option(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run("--iceberg", "--archive", "s3://bucket/p", *args, capsys=capsys)
+    assert code == 2, err
+    assert out == ""
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_cli_iceberg_apply_is_refused_because_iceberg_sync_registers_the_tables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run("--iceberg", "--apply", "--archive", "s3://bucket/p", capsys=capsys)
+    assert code == 2
+    assert "--iceberg --apply" in err and "iceberg-sync" in err and "Glue" in err
+
+
+def test_cli_namespace_needs_iceberg(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("--namespace", "cdc", "--archive", "s3://bucket/p", capsys=capsys)
+    assert code == 2
+    assert "--namespace" in err and "--iceberg" in err
+
+
+def test_cli_iceberg_local_archive_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        "--iceberg", "--archive", "/tmp/archive", "--tables", "orders", capsys=capsys
+    )
+    assert code == 2
+    assert "Athena reads tables from S3 only" in err
+
+
+def test_cli_iceberg_prints_without_aws_given_the_tables() -> None:
+    done = run_offline("--iceberg", "--tables", "orders,customers.v2")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    # the note: the Glue entry iceberg-sync writes is all Athena needs; Athena reads only Glue
+    assert "Nothing to create" in text
+    assert "table_type=ICEBERG" in text and "metadata_location" in text
+    assert "SQL or REST catalog are not visible" in text
+    # then each table's queries, every statement one Athena parses
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    queries = [q for q in code.split(";") if q.strip()]
+    assert len(queries) == 10
+    clauses = []
+    for query in queries:
+        tree = sqlglot.parse_one(query.replace("<snapshot_id>", "1"), read="athena")
+        version = tree.find(exp.Version)
+        clauses += [version.name] if version is not None else []
+        [table] = {t.name.removesuffix("$snapshots") for t in tree.find_all(exp.Table)}
+        assert table in {"orders", "customers.v2"}
+    assert clauses == ["TIMESTAMP", "VERSION"] * 2
+    # a DynamoDB name that is no Glue name is flagged
+    assert "customers.v2 is no Glue name" in text
+    assert "orders is no Glue name" not in text
+
+
+def test_cli_iceberg_lists_the_archive_when_not_given_the_tables() -> None:
+    done = run_offline("--iceberg")
+    assert done.returncode == 1
+    assert "no AWS credentials" in done.stderr and "my-bucket" in done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr

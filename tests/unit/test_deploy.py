@@ -142,6 +142,15 @@ def the(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return resource
 
 
+SINK = "ArchiverFunction"  # the archival sink; the optional IcebergSyncFunction is the other one
+
+
+def sink(template: dict[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = template["Resources"][SINK]
+    assert function["Type"] == "AWS::Serverless::Function"
+    return function
+
+
 # --- cfn-lint -----------------------------------------------------------------------------------
 
 
@@ -177,28 +186,28 @@ def test_cfn_lint_would_catch_a_broken_template(tmp_path: Path) -> None:
 
 def test_the_function_runs_the_handler_from_this_repository(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
-    function = the(template, "AWS::Serverless::Function")
+    function = sink(template)
     props = function["Properties"]
     assert props["Runtime"] in {"python3.11", "python3.12"}
     module, _, name = props["Handler"].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
     assert (TEMPLATE.parent / props["CodeUri"] / "pyproject.toml").is_file()
-    # sam build runs `make build-<LogicalId>` for BuildMethod: makefile
-    [logical_id] = resources_of(template, "AWS::Serverless::Function")
-    assert function["Metadata"]["BuildMethod"] == "makefile"
-    assert re.search(rf"^build-{logical_id}:", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    # sam build runs `make build-<LogicalId>` for BuildMethod: makefile, for every function
+    for logical_id, each in resources_of(template, "AWS::Serverless::Function").items():
+        assert each["Metadata"]["BuildMethod"] == "makefile"
+        assert re.search(rf"^build-{logical_id}:", (ROOT / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_the_function_logs_to_a_group_with_retention(template: dict[str, Any]) -> None:
-    props = the(template, "AWS::Serverless::Function")["Properties"]
-    [group_name] = resources_of(template, "AWS::Logs::LogGroup")
-    assert props["LoggingConfig"]["LogGroup"] == {"Ref": group_name}
+    props = sink(template)["Properties"]
+    group_name = props["LoggingConfig"]["LogGroup"]["Ref"]
+    assert template["Resources"][group_name]["Type"] == "AWS::Logs::LogGroup"
     assert props["LoggingConfig"]["LogFormat"] == "JSON"  # JSON log lines; EMF passes as printed
     assert template["Resources"][group_name]["Properties"]["RetentionInDays"] > 0
 
 
 def test_the_stream_event_source(template: dict[str, Any]) -> None:
-    props = the(template, "AWS::Serverless::Function")["Properties"]
+    props = sink(template)["Properties"]
     [event] = props["Events"].values()
     assert event["Type"] == "DynamoDB"
     source = event["Properties"]
@@ -227,7 +236,7 @@ def test_the_stream_event_source(template: dict[str, Any]) -> None:
 
 
 def test_the_function_is_traced_with_x_ray(template: dict[str, Any]) -> None:
-    props = the(template, "AWS::Serverless::Function")["Properties"]
+    props = sink(template)["Properties"]
     assert props["Tracing"] == "Active"
     # its own role (not SAM's) must then allow sending the traces
     actions = {a for s in statements(template, "AES256") for a in s["Action"]}
@@ -235,7 +244,7 @@ def test_the_function_is_traced_with_x_ray(template: dict[str, Any]) -> None:
 
 
 def test_the_function_runs_our_runtime_through_the_exec_wrapper(template: dict[str, Any]) -> None:
-    props = the(template, "AWS::Serverless::Function")["Properties"]
+    props = sink(template)["Properties"]
     wrapper = props["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
     # CodeUri's package is unpacked into /var/task: the wrapper is this repository's file
     assert wrapper == "/var/task/archiver/bootstrap"
@@ -253,7 +262,7 @@ def test_the_function_runs_our_runtime_through_the_exec_wrapper(template: dict[s
 
 
 def test_the_function_environment_names_real_settings(template: dict[str, Any]) -> None:
-    environment = the(template, "AWS::Serverless::Function")["Properties"]["Environment"]
+    environment = sink(template)["Properties"]["Environment"]
     variables = {k: v for k, v in environment["Variables"].items() if k.startswith("ARCHIVER_")}
     assert set(environment["Variables"]) - set(variables) == {"AWS_LAMBDA_EXEC_WRAPPER"}
     assert {"ARCHIVER_ARCHIVE_URI", "ARCHIVER_SSE", "ARCHIVER_SSE_KMS_KEY_ID"} <= set(variables)
@@ -355,7 +364,7 @@ def test_the_transition_rule_is_off_by_default(template: dict[str, Any]) -> None
 
 def statements(template: dict[str, Any], encryption: str) -> list[dict[str, Any]]:
     role = Resolver(template, {"Encryption": encryption, "StreamArn": "STREAM"}, {}).resolve(
-        the(template, "AWS::IAM::Role")["Properties"]
+        template["Resources"]["ArchiverRole"]["Properties"]
     )
     found = []
     for policy in role["Policies"]:
@@ -372,9 +381,9 @@ def statements(template: dict[str, Any], encryption: str) -> list[dict[str, Any]
 
 
 def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
-    function = the(template, "AWS::Serverless::Function")["Properties"]
+    function = sink(template)["Properties"]
     # its own role, so SAM attaches no broader managed policy of its own
-    [role_name] = resources_of(template, "AWS::IAM::Role")
+    role_name = "ArchiverRole"
     assert function["Role"] == {"Fn::GetAtt": [role_name, "Arn"]}
     assert "Policies" not in function
     role = template["Resources"][role_name]["Properties"]
@@ -413,6 +422,214 @@ def test_the_function_role_is_least_privilege(template: dict[str, Any]) -> None:
     ]
     assert statements(template, "aws:kms") == expected
     assert statements(template, "AES256") == [s for s in expected if s["Action"][0][:4] != "kms:"]
+
+
+# --- the optional scheduled iceberg-sync (IcebergSyncSchedule) --------------------------------
+
+SYNC = "IcebergSyncFunction"
+SYNC_RESOURCES = {SYNC, "IcebergSyncRole", "IcebergSyncLogGroup"}
+SCHEDULED = {"IcebergSyncSchedule": "rate(15 minutes)", "StreamArn": "STREAM"}
+
+
+def references(node: Any) -> set[str]:
+    """The parameters and resources a part of the template names (Ref, GetAtt, Sub)."""
+    if isinstance(node, list):
+        return set().union(*(references(x) for x in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found: set[str] = set()
+    for key, value in node.items():
+        if key == "Ref":
+            found.add(value)
+        elif key == "Fn::GetAtt":
+            found.add(value[0])
+        elif key == "Fn::Sub":
+            found |= {m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", value)}
+        else:
+            found |= references(value)
+    return found
+
+
+def test_the_iceberg_sync_is_off_by_default(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["IcebergSyncSchedule"]
+    assert parameter["Default"] == ""
+    for schedule in ("", "rate(15 minutes)", "rate(1 hour)", "cron(0/10 * * * ? *)"):
+        assert re.fullmatch(parameter["AllowedPattern"], schedule), schedule
+    for schedule in ("15 minutes", "rate()", "at(2026-11-19T01:00:00)"):
+        assert not re.fullmatch(parameter["AllowedPattern"], schedule), schedule
+    assert Resolver(template, {}, {}).condition("SyncIceberg") is False
+    assert Resolver(template, SCHEDULED, {}).condition("SyncIceberg") is True
+    # everything that serves the sync exists only with the schedule, and nothing else names it
+    resources = template["Resources"]
+    conditional = {name for name, r in resources.items() if r.get("Condition") == "SyncIceberg"}
+    assert conditional == SYNC_RESOURCES
+    for name, resource in resources.items():
+        if name not in conditional:
+            assert not references(resource) & conditional, name
+    for name, output in template["Outputs"].items():
+        if references(output) & conditional:
+            assert output.get("Condition") == "SyncIceberg", name
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = {p for group in groups for p in group["Parameters"]}
+    assert {"IcebergSyncSchedule", "IcebergMetadataPrefix"} <= grouped
+
+
+def test_the_iceberg_sync_function_runs_the_handler_on_the_schedule(
+    template: dict[str, Any],
+) -> None:
+    function = template["Resources"][SYNC]
+    props = function["Properties"]
+    module, _, name = props["Handler"].rpartition(".")
+    assert (module, name) == ("archiver.iceberg_handler", "handler")
+    assert callable(getattr(importlib.import_module(module), name))
+    # the sink's package on the managed runtime (no exec wrapper: our loop serves the sink only)
+    for key in ("CodeUri", "Runtime", "Architectures"):
+        assert props[key] == sink(template)["Properties"][key], key
+    assert "AWS_LAMBDA_EXEC_WRAPPER" not in props["Environment"]["Variables"]
+    # built with pyiceberg (and its Arrow FileIO), at the version constraints.txt pins
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(
+        rf"^build-{SYNC}: LAMBDA_EXTRAS = 'pyiceberg\[pyarrow\]'$", makefile, re.MULTILINE
+    )
+    assert re.search(rf"^build-{SYNC}: build-{SINK}$", makefile, re.MULTILINE)
+    assert re.search(
+        r"-c constraints.txt .lambda-build/\*\.whl \$\(LAMBDA_EXTRAS\)$", makefile, re.M
+    )
+    assert re.search(r"^pyiceberg==", (ROOT / "constraints.txt").read_text(), re.MULTILINE)
+    # on the schedule; a failed run is not retried (the next run registers what it did not)
+    [event] = props["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "IcebergSyncSchedule"}
+    assert "AWS::StackId" in references(event["Properties"]["Name"])  # one per stack
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert props["Timeout"] == 900  # Lambda's longest: a first sync reads every file's footer
+    assert props["ReservedConcurrentExecutions"] == 1  # runs never overlap
+    # its own role, its own log group with retention, JSON lines, traced
+    assert props["Role"] == {"Fn::GetAtt": ["IcebergSyncRole", "Arn"]}
+    assert "Policies" not in props
+    assert props["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": {"Ref": "IcebergSyncLogGroup"},
+    }
+    assert template["Resources"]["IcebergSyncLogGroup"]["Properties"]["RetentionInDays"] > 0
+    assert props["Tracing"] == "Active"
+
+
+def test_the_iceberg_sync_environment_is_a_glue_catalog_pyiceberg_loads(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from archiver.iceberg import load_catalog
+
+    variables = Resolver(
+        template,
+        {**SCHEDULED, "GlueDatabaseName": "ddb_history", "IcebergMetadataPrefix": "lake/iceberg"},
+        {"ArchiveBucket": "my-archive-bucket", "ArchiveDatabase": "ddb_history"},
+    ).resolve(template["Resources"][SYNC]["Properties"]["Environment"]["Variables"])
+    # the handler's settings: the archive, the catalog's name, the stack's Glue database
+    settings = {k: v for k, v in variables.items() if k.startswith("ARCHIVER_")}
+    assert settings == {
+        "ARCHIVER_ARCHIVE_URI": "s3://my-archive-bucket/changes",
+        "ARCHIVER_ICEBERG_CATALOG": "glue",
+        "ARCHIVER_ICEBERG_NAMESPACE": "ddb_history",
+        # the registrations it writes under _iceberg/ are encrypted as the sink's files are
+        "ARCHIVER_SSE": "aws:kms",
+        "ARCHIVER_SSE_KMS_KEY_ID": "arn:aws:test:::ArchiveKey.Arn",
+    }
+    assert {k[len("ARCHIVER_") :].lower() for k in settings} <= set(ArchiverSettings.model_fields)
+    ArchiverSettings(**{k[len("ARCHIVER_") :].lower(): v for k, v in settings.items()})
+    # and the rest is pyiceberg's own configuration of that catalog, which pyiceberg loads
+    catalog_variables = {k: v for k, v in variables.items() if k not in settings}
+    assert all(k.startswith("PYICEBERG_CATALOG__GLUE__") for k in catalog_variables)
+    for name in [n for n in os.environ if n.startswith("PYICEBERG_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))
+    for name, value in catalog_variables.items():
+        monkeypatch.setenv(name, value)
+    catalog = load_catalog(settings["ARCHIVER_ICEBERG_CATALOG"])
+    assert type(catalog).__name__ == "GlueCatalog"
+    assert catalog.properties["warehouse"] == "s3://my-archive-bucket/lake/iceberg"
+    assert catalog.properties["s3.region"] == catalog.properties["glue.region"] == "us-east-1"
+
+
+def sync_statements(template: dict[str, Any], encryption: str) -> list[dict[str, Any]]:
+    role = Resolver(
+        template, {**SCHEDULED, "Encryption": encryption}, {"ArchiveDatabase": "dynamodb_archive"}
+    ).resolve(template["Resources"]["IcebergSyncRole"]["Properties"])
+    assert "ManagedPolicyArns" not in role  # its logs go to its own group, nowhere else
+    found = []
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions, resource = statement["Action"], statement["Resource"]
+            found.append(
+                {
+                    "Effect": statement["Effect"],
+                    "Action": sorted([actions] if isinstance(actions, str) else actions),
+                    "Resource": resource,
+                }
+            )
+    return found
+
+
+def test_the_iceberg_sync_role_is_least_privilege(template: dict[str, Any]) -> None:
+    glue = "arn:aws:glue:us-east-1:123456789012:"
+    bucket = "arn:aws:test:::ArchiveBucket.Arn"
+    expected = [
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "arn:aws:test:::IcebergSyncLogGroup.Arn",
+        },
+        # the archive: listed, its files' footers read, none written; only the registrations
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket},
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket}/changes/*"},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": f"{bucket}/changes/_iceberg/*",
+        },
+        # the tables' metadata, under its own prefix
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": f"{bucket}/iceberg/*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": "arn:aws:test:::ArchiveKey.Arn",
+        },
+        # the stack's Glue database and its tables, but never the Hive table
+        {
+            "Effect": "Allow",
+            "Action": ["glue:CreateDatabase", "glue:GetDatabase"],
+            "Resource": [f"{glue}catalog", f"{glue}database/dynamodb_archive"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"],
+            "Resource": [
+                f"{glue}catalog",
+                f"{glue}database/dynamodb_archive",
+                f"{glue}table/dynamodb_archive/*",
+            ],
+        },
+        {
+            "Effect": "Deny",
+            "Action": ["glue:CreateTable", "glue:UpdateTable"],
+            "Resource": f"{glue}table/dynamodb_archive/changes",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Resource": "*",
+        },
+    ]
+    assert sync_statements(template, "aws:kms") == expected
+    assert sync_statements(template, "AES256") == [
+        s for s in expected if not s["Action"][0].startswith("kms:")
+    ]
 
 
 # --- the Glue table cannot drift from `archiver athena-ddl` ----------------------------------
