@@ -1,7 +1,8 @@
 """The ``archiver`` command line: ``ingest``, ``athena-ddl``, ``run``, ``compact``, ``iceberg-sync``.
 
 ``ingest`` archives stream records from files (backfills, tests, the demo);
-``athena-ddl`` prints the archive's Athena table (or applies it through Glue);
+``athena-ddl`` prints the archive's Athena table (or applies it through Glue; with
+``--iceberg``, what Athena needs for its Iceberg tables: a note and queries);
 ``iceberg-sync`` registers the archive's files in Apache Iceberg tables.
 Exit codes: 0 done; 1 failed (a malformed file, a dead-lettered record, a
 failed write, a store or Glue error), after a summary; 2 bad usage (an unknown
@@ -88,22 +89,19 @@ def _athena_parser(commands: Any) -> None:
         help="print (or --apply) the archive's Athena table with partition projection",
         description="Print a CREATE EXTERNAL TABLE for the archive, with partition projection "
         "matching its layout, so new partitions are queryable at once; --apply creates or "
-        "updates the table through the Glue API instead.",
+        "updates the table through the Glue API instead. With --iceberg, print what Athena "
+        "needs for the archive's Iceberg tables (those iceberg-sync registers in Glue): a note "
+        "and example queries, time travel included.",
     )
     athena.add_argument(
         "--archive", metavar="URI", help="s3://bucket/prefix (default: $ARCHIVER_ARCHIVE_URI)"
     )
+    # --database, --table and --table-names default to None so that --iceberg can tell they were given
     athena.add_argument(
-        "--database",
-        metavar="DB",
-        default=DEFAULT_DATABASE,
-        help=f"Glue database (default: {DEFAULT_DATABASE})",
+        "--database", metavar="DB", help=f"Glue database (default: {DEFAULT_DATABASE})"
     )
     athena.add_argument(
-        "--table",
-        metavar="NAME",
-        default=DEFAULT_TABLE,
-        help=f"Athena table name (default: {DEFAULT_TABLE})",
+        "--table", metavar="NAME", help=f"Athena table name (default: {DEFAULT_TABLE})"
     )
     athena.add_argument(
         "--promoted-columns",
@@ -114,7 +112,6 @@ def _athena_parser(commands: Any) -> None:
     athena.add_argument(
         "--table-names",
         choices=("enum", "injected"),
-        default="enum",
         help="project table_name as an enum of the archived tables (default; "
         "injected when the archive is empty) or injected (every query names "
         "its table)",
@@ -140,6 +137,19 @@ def _athena_parser(commands: Any) -> None:
         "--glue-json",
         action="store_true",
         help="print the Glue TableInput as JSON instead of the DDL",
+    )
+    athena.add_argument(
+        "--iceberg",
+        action="store_true",
+        help="print, for each Iceberg table iceberg-sync registers (one per DynamoDB table, "
+        "--tables or those the archive holds), the note that its Glue entry is all Athena "
+        "needs, and example queries (latest change per item, per hour, time travel)",
+    )
+    athena.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="with --iceberg: the namespace given to iceberg-sync, the Glue database "
+        "(default: dynamodb_archive)",
     )
     athena.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -197,7 +207,10 @@ def _athena_parser(commands: Any) -> None:
         help="merge small files into files of about the target size",
         description="Merge each hour partition's small files into files of about --target-bytes, dropping "
         "duplicate events, in sequence order, with deterministic names. The merged files are written before "
-        "the inputs are removed, so a crash leaves an archive that replays the same; rerunning finishes.",
+        "the inputs are removed, so a crash leaves an archive that replays the same; rerunning finishes. "
+        "A table that iceberg-sync registers in an Iceberg table is compacted only with --iceberg: its "
+        "current snapshot's files are merged and swapped in one commit per table, and no file is removed "
+        "(iceberg-sync --expire-snapshots-older-than does, when no snapshot references them any more).",
     )
     compact.add_argument(
         "--archive",
@@ -216,6 +229,19 @@ def _athena_parser(commands: Any) -> None:
         metavar="B",
         help="about how large each file should be (default 128 MiB)",
     )
+    compact.add_argument(
+        "--iceberg",
+        metavar="CATALOG",
+        help="compact the tables iceberg-sync registers in this catalog (of pyiceberg's "
+        "configuration) through it: one commit per table, no file removed (default: such "
+        "tables are refused)",
+    )
+    compact.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="with --iceberg: the tables' namespace (default: the one iceberg-sync recorded, "
+        "else dynamodb_archive)",
+    )
     compact.add_argument("--promoted-columns", metavar="SPEC", help=argparse.SUPPRESS)
     compact.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -223,9 +249,10 @@ def _athena_parser(commands: Any) -> None:
         "iceberg-sync",
         help="register the archive's new files in Apache Iceberg tables, one commit per table",
         description="For each archived DynamoDB table, register in the Iceberg table NS.TABLE (created "
-        "on first use, partitioned by hour(change_time)) every data file its current snapshot does "
-        "not reference yet, in place and in one commit. The catalog is pyiceberg's: .pyiceberg.yaml "
-        "or PYICEBERG_CATALOG__NAME__* variables. Needs the 'iceberg' extra.",
+        "on first use, partitioned by hour(change_time)) every data file none of its snapshots "
+        "references yet, in place and in one commit (committing the swap of a compaction that "
+        "crashed before its own commit). The catalog is pyiceberg's: .pyiceberg.yaml or "
+        "PYICEBERG_CATALOG__NAME__* variables. Needs the 'iceberg' extra.",
     )
     iceberg.add_argument(
         "--archive",
@@ -247,6 +274,13 @@ def _athena_parser(commands: Any) -> None:
         action="append",
         metavar="DDB_TABLE",
         help="only this DynamoDB table (repeat for more; default: every table of the archive)",
+    )
+    iceberg.add_argument(
+        "--expire-snapshots-older-than",
+        metavar="DURATION",
+        help="after the sync, expire each table's snapshots older than DURATION (7d, 12h, "
+        "30m, 1d12h; never the current one), and delete the archive files that only they "
+        "reference (the files compactions replaced)",
     )
     iceberg.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -413,15 +447,27 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
 
     The archive is listed only for what the options leave open: its tables (unless
     ``--tables`` or ``--table-names injected``) and its first day (unless ``--start-date``).
+    ``--iceberg`` prints the note and queries for the Iceberg tables instead (no DDL).
     """
     import dataclasses
     from datetime import UTC, datetime
 
-    from archiver.archive.athena import archive_extent, athena_table, validate_glue_name
+    from archiver.archive.athena import (
+        DEFAULT_DATABASE,
+        DEFAULT_TABLE,
+        archive_extent,
+        athena_table,
+        validate_glue_name,
+    )
     from archiver.archive.errors import InvalidNameError
     from archiver.stores import store_for
 
-    names = (("--database", args.database, "database"), ("--table", args.table, "table"))
+    if args.iceberg:
+        return _athena_iceberg(args)
+    if args.namespace is not None:
+        raise UsageError("--namespace names the Iceberg tables' namespace: give it with --iceberg")
+    database, name = args.database or DEFAULT_DATABASE, args.table or DEFAULT_TABLE
+    names = (("--database", database, "database"), ("--table", name, "table"))
     for flag, value, what in names:
         try:
             validate_glue_name(value, what)
@@ -432,14 +478,14 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     try:
         table = athena_table(
             settings.archive_uri,
-            database=args.database,
-            name=args.table,
+            database=database,
+            name=name,
             promoted=settings.promoted,
             first_day="1970-01-01",
         )
     except InvalidNameError as err:
         raise UsageError(f"--archive (or ARCHIVER_ARCHIVE_URI): {err}") from None
-    enumerate_tables = args.table_names == "enum"
+    enumerate_tables = args.table_names in (None, "enum")
     tables, first_day = given_tables, start_date
     if (enumerate_tables and tables is None) or first_day is None:
         listed, listed_first_day = archive_extent(store_for(settings.archive_uri))
@@ -471,9 +517,68 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     return 0
 
 
+def _athena_iceberg(args: argparse.Namespace) -> int:
+    """``athena-ddl --iceberg``: the note and example queries for the archive's Iceberg tables.
+
+    Nothing is applied: ``iceberg-sync`` with a Glue catalog writes the Glue entries that
+    Athena reads. The archive is listed only when ``--tables`` is not given.
+    """
+    from archiver.archive.athena import DEFAULT_DATABASE, archive_extent, validate_glue_name
+    from archiver.archive.athena_iceberg import iceberg_queries
+    from archiver.archive.errors import InvalidNameError
+    from archiver.stores import store_for
+
+    if args.apply or args.glue_json:
+        flag = "--apply" if args.apply else "--glue-json"
+        raise UsageError(
+            f"--iceberg {flag}: `archiver iceberg-sync` with a Glue catalog writes the Iceberg "
+            "tables' Glue entries itself; --iceberg only prints what to query"
+        )
+    hive_only = [
+        ("--database", args.database),
+        ("--table", args.table),
+        ("--table-names", args.table_names),
+        ("--start-date", args.start_date),
+        ("--promoted-columns", args.promoted_columns),
+    ]
+    given = [flag for flag, value in hive_only if value is not None]
+    if given:
+        raise UsageError(
+            f"{given[0]} is for the Hive table, not --iceberg: the Iceberg tables are "
+            "NS.TABLE, one per DynamoDB table (give --namespace, and --tables)"
+        )
+    namespace = args.namespace or DEFAULT_DATABASE  # iceberg-sync's default namespace too
+    try:
+        validate_glue_name(namespace, "namespace")
+    except InvalidNameError as err:
+        raise UsageError(f"--namespace: {err}") from None
+    settings = _settings(args)
+    try:
+        iceberg_queries(settings.archive_uri, namespace, ())  # the URI, before any listing
+    except InvalidNameError as err:
+        raise UsageError(f"--archive (or ARCHIVER_ARCHIVE_URI): {err}") from None
+    tables = _given_tables(args)
+    if tables is None:
+        store = store_for(settings.archive_uri)
+        if not store.exists():
+            raise UsageError(f"--archive {settings.archive_uri}: no such bucket")
+        tables = tuple(archive_extent(store)[0])
+        if not tables:
+            log.warning("the archive holds no table yet: no Iceberg table to query")
+    sys.stdout.write(iceberg_queries(settings.archive_uri, namespace, tables))
+    return 0
+
+
 def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
+    """Merge the archive's small files (``archiver compact``).
+
+    Exit 0 when every partition is compacted, 1 when a partition or a table failed or was
+    refused (a table an Iceberg table tracks, without ``--iceberg``), after the summary; 2
+    for bad arguments, an archive that does not exist or a catalog that is not configured.
+    """
     from archiver.archive.layout import validate_table_name
     from archiver.archive.times import parse_time
+    from archiver.compact import Tracker
     from archiver.compact import compact as run_compaction
     from archiver.stores import store_for
 
@@ -487,17 +592,51 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
         until = parse_time(args.until) if args.until else None
     except ValueError as err:
         raise UsageError(f"--since/--until: {err}") from None
+    if args.namespace is not None and args.iceberg is None:
+        raise UsageError("--namespace names the Iceberg tables' namespace: give it with --iceberg")
     store = store_for(settings.archive_uri, settings.sse_arguments)
     if not store.exists():
         what = "bucket" if settings.archive_uri.startswith("s3://") else "folder"
         raise UsageError(f"--archive {settings.archive_uri}: no such {what}")
+    tracker: Tracker | None = None
+    if args.iceberg is not None:
+        try:
+            from archiver import iceberg
+        except ModuleNotFoundError as err:
+            print(
+                f"archiver: error: compact --iceberg needs {err.name}: "
+                "pip install 'dynamodb-stream-archive[iceberg]'",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            catalog = iceberg.load_catalog(args.iceberg)
+        except iceberg.CatalogConfigError as err:
+            raise UsageError(f"--iceberg {args.iceberg}: {err}") from None
+        tracker = iceberg.IcebergTracker(store, catalog, namespace=args.namespace)
     report = run_compaction(
-        store, table=args.table, since_us=since, until_us=until, target_bytes=args.target_bytes
+        store,
+        table=args.table,
+        since_us=since,
+        until_us=until,
+        target_bytes=args.target_bytes,
+        tracker=tracker,
     )
+    commits = [
+        f"{c.identifier} -{c.files_removed} +{c.files_added} files in {c.partitions} "
+        f"partitions (snapshot {c.snapshot_id})"
+        for c in report.commits
+    ]
     print(
         f"compacted {report.partitions_compacted} of {report.partitions_seen} partitions: "
         f"{report.files_in} files ({report.bytes_in:,} bytes) into {report.files_out} "
-        f"({report.bytes_out:,} bytes), {report.duplicates_dropped} duplicates dropped",
+        f"({report.bytes_out:,} bytes), {report.duplicates_dropped} duplicates dropped"
+        + (
+            f"; committed to catalog {args.iceberg}: {'; '.join(commits)}; the replaced files "
+            "stay for older snapshots until iceberg-sync --expire-snapshots-older-than"
+            if commits
+            else ""
+        ),
         file=sys.stderr,
     )
     for error in report.errors:
@@ -508,15 +647,26 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
 def iceberg_sync(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     """Register the archive's new data files in its Iceberg tables (``archiver iceberg-sync``).
 
-    Exit 0 when every table is in sync, 1 when a table failed (after the summary), 2 for a
-    catalog that is not configured, an archive that does not exist or a bad table name.
+    With ``--expire-snapshots-older-than``, then expire each synced table's old snapshots
+    and delete the archive files only they reference. Exit 0 when every table is in sync
+    (and expired), 1 when a table failed (after the summary), 2 for a catalog that is not
+    configured, an archive that does not exist, a bad table name or a bad duration.
     """
+    from datetime import UTC, datetime
+
     from archiver.archive.layout import validate_table_name
     from archiver.archive.reader import list_tables
     from archiver.archive.store import open_store
+    from archiver.archive.times import parse_duration
 
     settings = _settings(args)
     tables = [validate_table_name(name) for name in args.tables] if args.tables else None
+    older_than = None
+    if args.expire_snapshots_older_than is not None:
+        try:
+            older_than = parse_duration(args.expire_snapshots_older_than)
+        except ValueError as err:
+            raise UsageError(f"--expire-snapshots-older-than: {err}") from None
     try:
         from archiver import iceberg
     except ModuleNotFoundError as err:
@@ -526,8 +676,9 @@ def iceberg_sync(args: argparse.Namespace, stdin: IO[bytes]) -> int:
             file=sys.stderr,
         )
         return 1
-    # Read only: s3fs fetches just the footers (the boto3 store gets whole objects).
-    store = open_store(settings.archive_uri)
+    # s3fs reads just the footers (the boto3 store gets whole objects); the registrations
+    # under _iceberg/ are written with the archive's server-side encryption.
+    store = open_store(settings.archive_uri, s3_additional_kwargs=settings.sse_arguments)
     if not store.exists():
         what = "bucket" if settings.archive_uri.startswith("s3://") else "folder"
         raise UsageError(f"--archive {settings.archive_uri}: no such {what}")
@@ -541,22 +692,57 @@ def iceberg_sync(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     except iceberg.CatalogConfigError as err:
         raise UsageError(f"--catalog {args.catalog}: {err}") from None
     report = iceberg.sync(store, catalog, namespace=args.namespace, tables=tables)
-    synced = [
-        f"{t.identifier} +{t.files_registered} files (snapshot {t.snapshot_id})"
-        if t.files_registered
-        else f"{t.identifier} unchanged (snapshot {t.snapshot_id})"
-        for t in report.tables
-        if not t.error
-    ]
+    synced = [_synced(t) for t in report.tables if not t.error]
     print(
         f"synced {len(synced)} of {len(report.tables)} tables into catalog {args.catalog}, "
         f"{report.files_registered} files registered"
         + (f": {'; '.join(synced)}" if synced else ""),
         file=sys.stderr,
     )
-    for error in report.errors:
+    errors = report.errors
+    if older_than is not None:
+        from archiver.expire import expire
+
+        now = datetime.now(UTC)
+        try:
+            before = now - older_than
+        except OverflowError:  # older than the year 1: nothing is that old
+            before = datetime.min.replace(tzinfo=UTC)
+        done = [t.table for t in report.tables if not t.error]
+        expired = expire(store, catalog, namespace=args.namespace, tables=done, before=before)
+        tables_done = [
+            f"{t.identifier} -{t.snapshots_expired} snapshots, -{t.files_deleted} files"
+            for t in expired.tables
+            if not t.error and t.snapshots_expired
+        ]
+        print(
+            f"expired {expired.snapshots_expired} snapshots older than {before:%Y-%m-%dT%H:%M:%SZ} "
+            f"and deleted {expired.files_deleted} archive files only they referenced"
+            + (f": {'; '.join(tables_done)}" if tables_done else ""),
+            file=sys.stderr,
+        )
+        errors += expired.errors
+    for error in errors:
         print(f"archiver: error: {error}", file=sys.stderr)
-    return 1 if report.errors else 0
+    return 1 if errors else 0
+
+
+def _synced(table: Any) -> str:
+    """One table's part of the iceberg-sync summary."""
+    done = []
+    if table.files_registered:
+        done.append(f"+{table.files_registered} files")
+    if table.compactions_committed:
+        # a compaction that wrote its files but did not commit them (it crashed, or is running)
+        done.append(
+            f"compacted files of {table.compactions_committed} hours swapped in "
+            f"(-{table.files_replaced} files)"
+        )
+    if table.files_left_out:
+        done.append(
+            f"{table.files_left_out} files of unfinished or superseded compactions left out"
+        )
+    return f"{table.identifier} {', '.join(done) or 'unchanged'} (snapshot {table.snapshot_id})"
 
 
 def run(args: argparse.Namespace, stdin: IO[bytes]) -> int:
@@ -579,6 +765,10 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
 
     args = _parser().parse_args(argv)
     configure("WARNING" if args.quiet else "INFO", json=False)
+    if args.command != "athena-ddl":  # the commands that read or write archive files
+        from archiver.archive.codec import use_system_allocator
+
+        use_system_allocator()
     commands: dict[str, Callable[[argparse.Namespace, Any], int]] = {
         "ingest": ingest,  # the only one that reads stdin
         "athena-ddl": athena_ddl,

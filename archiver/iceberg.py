@@ -3,36 +3,60 @@
 Each archived DynamoDB table becomes the Iceberg table ``{namespace}.{table}``,
 created on first use with the archive's columns (promoted columns included),
 partitioned by ``hour(change_time)`` and sorted as the files are. A sync lists
-the table's data files the archive's own way (so ``_errors/``, ``_checkpoints/``
-and temporary files never come in), takes the files the table's current
-snapshot already references from its manifests, and registers the others in
-place, in one commit (pyiceberg's ``add_files``: no copy, no rewrite; the
-statistics come from the footers). Nothing new, nothing committed. Every file
-holds one hour of changes, so the partition of each file follows from its
-``change_time`` statistics; a file whose statistics leave its own hour is refused
-by name before anything is committed.
+the table's data files the archive's own way (so ``_errors/``, ``_checkpoints/``,
+``_iceberg/`` and temporary files never come in), takes the files that any of
+the table's live snapshots references from its manifests (not only the current
+one: a file a compaction replaced stays referenced by the snapshots before it,
+and must not come back), and registers the others in place, in one commit
+(no copy, no rewrite; the statistics come from the footers). Nothing new,
+nothing committed. Every file holds one hour of changes, so the partition of
+each file follows from its ``change_time`` statistics; a file whose statistics
+leave its own hour is refused by name before anything is committed.
 
-Only the ``archiver iceberg-sync`` command imports this module (pyiceberg is the
-optional extra ``iceberg``; the Lambda sink never loads it).
+Before the first commit to a table, its registration
+(:class:`archiver.archive.lineage.Registration`, ``_iceberg/{table}.json``)
+names the catalog and namespace, so that ``archiver compact`` knows the table's
+snapshots reference the archive's files: it refuses to delete them, and with
+``--iceberg`` commits its swap through :class:`IcebergTracker` instead (one
+overwrite per table: the inputs out, the outputs in; the inputs stay in the
+archive for the snapshots before it).
+
+A new file that a compaction under Iceberg wrote (its metadata names the files
+it replaces and its sibling outputs) is the trace of a compaction that crashed
+before its commit. The sync commits that swap (the replaced files out, the
+outputs in, in the same commit as the new files) when every output is there
+and every replaced file is current; leaves the outputs out when some output is
+missing (the compaction did not finish writing: the next ``compact`` does) or
+none of the replaced files is current any more (another compaction replaced
+them since); and refuses the table, naming the files, when only some are.
+
+Snapshot expiry, and the removal of the files only expired snapshots reference,
+is :mod:`archiver.expire`'s (``iceberg-sync --expire-snapshots-older-than``).
+
+Only ``archiver iceberg-sync`` and ``archiver compact --iceberg`` import this
+module (pyiceberg is the optional extra ``iceberg``; the Lambda sink never loads it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.io.pyarrow import pyarrow_to_schema
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import parquet_file_to_data_file, pyarrow_to_schema
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, Transaction
+from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 from pyiceberg.table.sorting import (
     UNSORTED_SORT_ORDER,
     NullOrder,
@@ -41,22 +65,34 @@ from pyiceberg.table.sorting import (
     SortOrder,
 )
 from pyiceberg.transforms import HourTransform, IdentityTransform
+from pyiceberg.utils.concurrent import ExecutorFactory
 
 from archiver.archive.codec import check_columns, check_schema_version
 from archiver.archive.errors import ArchiveError, FormatError
 from archiver.archive.fetch import fetch_ahead
-from archiver.archive.layout import US_PER_HOUR, Partition
+from archiver.archive.icebergfiles import CatalogConfigError, load_catalog
+from archiver.archive.icebergfiles import one_line as _one_line
+from archiver.archive.layout import US_PER_HOUR, Partition, parse_data_key
+from archiver.archive.lineage import Compaction, Registration, registration_key
 from archiver.archive.reader import list_partitions, list_tables
 from archiver.archive.schema import COLUMNS, Col
 from archiver.archive.store import ArchiveStore, StoredObject
+from archiver.compact import Swap
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "CatalogConfigError",
     "IcebergSyncError",
+    "IcebergTracker",
     "SyncReport",
     "TableSync",
+    "archive_key",
+    "live_files",
     "load_catalog",
+    "load_table",
+    "location",
+    "referenced_files",
+    "registered_files",
     "sync",
 ]
 
@@ -68,6 +104,10 @@ PARTITION_FIELD = "change_time_hour"
 # for more makes pyiceberg warn about every other column of every row group it reads.
 _METRICS = "write.metadata.metrics."
 _COLUMN_METRICS = "truncate(64)"  # whole sequence numbers (40 digits) as bounds
+# pyiceberg retries a commit that lost a race by applying it again to the table as the other
+# writer left it; for an append of files that other writer may have registered too, that
+# registers them twice. A sync that loses a race fails instead, and the next one catches up.
+_NO_COMMIT_RETRIES = {"commit.retry.num-retries": "0"}
 _DOCS = {name: doc for name, _, _, doc in COLUMNS}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -76,20 +116,19 @@ class IcebergSyncError(ArchiveError):
     """The catalog refused or failed an operation, or pyiceberg could not register a file."""
 
 
-class CatalogConfigError(IcebergSyncError):
-    """No catalog of that name is configured, or its configuration cannot be loaded."""
-
-
 @dataclass(frozen=True, slots=True)
 class TableSync:
     """What one sync did to one Iceberg table."""
 
     table: str  # the DynamoDB table
     identifier: str  # namespace.table
-    files_registered: int = 0
+    files_registered: int = 0  # new files, compactions' outputs included
     snapshot_id: int | None = None  # the table's current snapshot after the sync
     created: bool = False
     columns_added: tuple[str, ...] = ()
+    compactions_committed: int = 0  # partitions whose crashed compaction's swap was committed
+    files_replaced: int = 0  # the files those swaps took out of the current snapshot
+    files_left_out: int = 0  # outputs of compactions that did not finish, or were superseded
     error: str | None = None
 
 
@@ -106,34 +145,6 @@ class SyncReport:
         return sum(t.files_registered for t in self.tables)
 
 
-def load_catalog(name: str) -> Catalog:
-    """The catalog ``name`` as pyiceberg's own configuration defines it.
-
-    The configuration is read afresh (``.pyiceberg.yaml`` in ``$PYICEBERG_HOME``, the
-    home folder or the working folder, and ``PYICEBERG_CATALOG__<NAME>__*`` variables):
-    pyiceberg reads it once per process, when ``pyiceberg.catalog`` is first imported.
-
-    Raises
-    ------
-    CatalogConfigError
-        When no catalog ``name`` is configured, or pyiceberg cannot load it (a missing
-        ``uri``, an unknown type, a SQL database that cannot be opened).
-    """
-    from pyiceberg.catalog import load_catalog as load
-    from pyiceberg.utils.config import Config
-
-    config = Config().get_catalog_config(name)
-    if config is None:
-        raise CatalogConfigError(
-            f"no catalog {name!r} is configured: define catalog.{name.lower()} in "
-            f".pyiceberg.yaml or set PYICEBERG_CATALOG__{name.upper()}__TYPE and the rest"
-        )
-    try:
-        return load(name, **cast(dict[str, str], config))
-    except Exception as err:  # pyiceberg raises ValueError, ImportError, SQLAlchemy's errors...
-        raise CatalogConfigError(f"catalog {name!r} cannot be loaded: {_one_line(err)}") from err
-
-
 def sync(
     store: ArchiveStore,
     catalog: Catalog,
@@ -143,9 +154,23 @@ def sync(
 ) -> SyncReport:
     """Register every data file of the archive not yet in its Iceberg table, one commit per table.
 
-    ``tables`` limits the DynamoDB tables (default: every table the archive holds). A
-    table that fails (a file that is not an archive file, a refused commit) is reported
-    in its :class:`TableSync` and the others go on.
+    Parameters
+    ----------
+    store
+        The archive; it must take writes (the registrations, ``_iceberg/``).
+    catalog
+        The pyiceberg catalog; its ``name`` is recorded in each table's registration.
+    namespace
+        The Iceberg namespace of the tables.
+    tables
+        The DynamoDB tables to sync (default: every table the archive holds).
+
+    Returns
+    -------
+    SyncReport
+        One :class:`TableSync` per table. A table that fails (a file that is not an
+        archive file, a refused commit, a registration naming another catalog) is
+        reported in its ``error`` and the others go on.
     """
     report = SyncReport()
     names = list(tables) if tables is not None else list_tables(store)
@@ -169,22 +194,69 @@ def sync(
     return report
 
 
+def _registration(store: ArchiveStore, catalog: Catalog, namespace: str, name: str) -> bool:
+    """Check the table's registration against this sync's; True when there is none yet."""
+    mine = Registration(name, catalog.name, namespace)
+    found = Registration.load(store, name)
+    if found is None:
+        return True
+    if not found.same_table(mine):
+        raise IcebergSyncError(
+            f"{registration_key(name)} registers {name} in {found.describe()}, not in "
+            f"{mine.describe()}: an archive table is tracked by one Iceberg table (compaction "
+            "and expiry would break any other); sync it there, or drop that table and "
+            f"remove {registration_key(name)}"
+        )
+    return False
+
+
+def load_table(catalog: Catalog, namespace: str, name: str) -> Table | None:
+    """The Iceberg table ``namespace.name``, None when the catalog holds none."""
+    try:
+        return catalog.load_table((namespace, name))
+    except NoSuchTableError:
+        return None
+
+
 def _sync_table(store: ArchiveStore, catalog: Catalog, namespace: str, name: str) -> TableSync:
     identifier = f"{namespace}.{name}"
-    files = [(p, obj) for p, found in list_partitions(store, name) for obj in found]
-    try:
-        table: Table | None = catalog.load_table((namespace, name))
-    except NoSuchTableError:
-        table = None
-    registered = registered_files(table) if table is not None else set()
-    new = [(p, obj) for p, obj in files if location(store, obj) not in registered]
-    if not new:
-        snapshot = table.current_snapshot() if table is not None else None
-        return TableSync(name, identifier, snapshot_id=snapshot.snapshot_id if snapshot else None)
-    footers = _footers(store, new)
-    arrow = pa.unify_schemas([meta.schema.to_arrow_schema().remove_metadata() for meta in footers])
+    unregistered = _registration(store, catalog, namespace, name)
+
+    def register() -> None:
+        # Before any commit: compaction must know that the table references these files.
+        if unregistered:
+            Registration(name, catalog.name, namespace).save(store)
+
+    listed = list_partitions(store, name)
+    files = [(p, obj) for p, found in listed for obj in found]
+    table = load_table(catalog, namespace, name)
+    current = live_files(table, [table.current_snapshot()]) if table is not None else {}
+    known = referenced_files(table, current) if table is not None else set()
+    new = [(p, obj) for p, obj in files if location(store, obj) not in known]
+    plan = _Plan()
+    footers: list[pq.FileMetaData] = []
+    if new:
+        footers = _footers(store, new)
+        plan = _plan(store, new, footers, current, {obj.key for _, obj in files})
+    if not plan.added and not plan.removed:
+        if table is not None:
+            register()  # a table synced before registrations were written
+        return _unchanged(name, identifier, table, files_left_out=plan.left_out)
+    register()
+    adding = set(plan.added)
+    added_footers = [
+        meta for (_, obj), meta in zip(new, footers, strict=True) if location(store, obj) in adding
+    ]
+    # (a swap may add no new file: its outputs were registered once already)
+    arrow = (
+        pa.unify_schemas(
+            [meta.schema.to_arrow_schema().remove_metadata() for meta in added_footers]
+        )
+        if added_footers
+        else pa.schema([])
+    )
     metrics = {
-        f"{_METRICS}column.{column}": _COLUMN_METRICS for column in _with_statistics(footers)
+        f"{_METRICS}column.{column}": _COLUMN_METRICS for column in _with_statistics(added_footers)
     }
     added: tuple[str, ...] = ()
     transaction: Transaction
@@ -194,55 +266,299 @@ def _sync_table(store: ArchiveStore, catalog: Catalog, namespace: str, name: str
             (namespace, name),
             schema=schema,
             partition_spec=_partition_spec(schema),
-            sort_order=_sort_order(schema, footers[-1]),
-            properties={f"{_METRICS}default": "none", **metrics},
+            sort_order=_sort_order(schema, added_footers[-1]),
+            properties={f"{_METRICS}default": "none", **_NO_COMMIT_RETRIES, **metrics},
         )
     else:
         transaction = table.transaction()
-        known = set(table.schema().column_names)
-        added = tuple(column for column in arrow.names if column not in known)
+        known_columns = set(table.schema().column_names)
+        added = tuple(column for column in arrow.names if column not in known_columns)
         if added:
             # promoted columns configured after the table was created
             with transaction.update_schema() as update:
                 update.union_by_name(arrow)
-        missing = {key: mode for key, mode in metrics.items() if key not in table.properties}
+        wanted = {**_NO_COMMIT_RETRIES, **metrics}
+        missing = {key: mode for key, mode in wanted.items() if table.properties.get(key) != mode}
         if missing:
             transaction.set_properties(missing)
-    paths = [location(store, obj) for _, obj in new]
-    # Checked against the snapshot's manifests above, once; pyiceberg's own check would
-    # read them all again.
-    transaction.add_files(paths, check_duplicate_files=False)
+    if plan.removed and table is not None:  # swaps need a current snapshot
+        _overwrite(transaction, table.io, plan.removed, plan.added)
+    else:
+        # Checked against the snapshots' manifests above, once; pyiceberg's own check would
+        # read them all again.
+        transaction.add_files(plan.added, check_duplicate_files=False)
     committed = transaction.commit_transaction()
     snapshot = committed.current_snapshot()
-    extra: dict[str, Any] = {"table": identifier, "files": len(paths)}
+    extra: dict[str, Any] = {"table": identifier, "files": len(plan.added)}
     if added:
         extra["columns_added"] = ",".join(added)
+    if plan.removed:
+        extra["compactions"] = plan.compactions
+        extra["files_replaced"] = len(plan.removed)
     log.info("registered", extra=extra)
     return TableSync(
         name,
         identifier,
-        files_registered=len(paths),
+        files_registered=len(plan.added),
         snapshot_id=snapshot.snapshot_id if snapshot else None,
         created=table is None,
         columns_added=added,
+        compactions_committed=plan.compactions,
+        files_replaced=len(plan.removed),
+        files_left_out=plan.left_out,
     )
 
 
-def location(store: ArchiveStore, obj: StoredObject) -> str:
-    """Where a catalog's FileIO finds an archive file: ``s3://bucket/prefix/key`` or a path."""
-    return f"{store.uri.rstrip('/')}/{obj.key}"
+def _unchanged(
+    name: str, identifier: str, table: Table | None, files_left_out: int = 0
+) -> TableSync:
+    snapshot = table.current_snapshot() if table is not None else None
+    return TableSync(
+        name,
+        identifier,
+        snapshot_id=snapshot.snapshot_id if snapshot else None,
+        files_left_out=files_left_out,
+    )
+
+
+@dataclass
+class _Plan:
+    added: list[str] = field(default_factory=list)  # locations, in listing order
+    removed: list[DataFile] = field(default_factory=list)
+    compactions: int = 0
+    left_out: int = 0
+
+
+def _plan(
+    store: ArchiveStore,
+    new: list[tuple[Partition, StoredObject]],
+    footers: list[pq.FileMetaData],
+    current: dict[str, DataFile],
+    present: set[str],
+) -> _Plan:
+    """What to commit for the new files: plain ones added, crashed compactions' swaps made.
+
+    Raises
+    ------
+    IcebergSyncError
+        When a compaction's replaced files are only partly in the current snapshot.
+    """
+    plan = _Plan()
+    plain: list[str] = []
+    groups: dict[tuple[Partition, Compaction], list[StoredObject]] = {}
+    for (partition, obj), meta in zip(new, footers, strict=True):
+        where = f"{store.uri}/{obj.key}"
+        lineage = Compaction.of(meta.metadata, where)
+        if lineage is None:
+            plain.append(location(store, obj))
+            continue
+        if obj.key.rsplit("/", 1)[1] not in lineage.outputs:
+            raise FormatError(f"{where}: its compaction metadata does not name it as an output")
+        groups.setdefault((partition, lineage), []).append(obj)
+    taken: set[str] = set()
+    swapped: set[str] = set()
+    # Sorted, so that of two compactions of the same files (another --target-bytes after a
+    # crash) every sync takes the same one.
+    for (partition, lineage), objs in sorted(
+        groups.items(), key=lambda g: (g[0][0], g[0][1].outputs)
+    ):
+        outputs = [partition.key(n) for n in lineage.outputs]
+        replaced = {partition.key(n) for n in lineage.replaces} - set(outputs)
+        missing = [key for key in outputs if key not in present]
+        live = {key for key in replaced if _at(store, key) in current}
+        names = ", ".join(f"{store.uri}/{obj.key}" for obj in objs)
+        if missing:
+            log.warning(
+                "left out %s: its compaction did not write %s; the next archiver compact "
+                "finishes it",
+                names,
+                missing[0],
+            )
+            continue
+        if not live or live & taken:
+            log.info("left out %s: another compaction replaced its inputs", names)
+            continue
+        if live != replaced:
+            gone = sorted(replaced - live)[0]
+            raise IcebergSyncError(
+                f"{names}: replace(s) {store.uri}/{gone}, which the current snapshot no "
+                "longer references, with files it still references: the table was changed "
+                "outside archiver; remove the files named (no snapshot references them) to go on"
+            )
+        taken |= live
+        plan.compactions += 1
+        plan.removed += [current[_at(store, key)] for key in sorted(replaced)]
+        swapped.update(_at(store, key) for key in outputs)
+    plan.added = list(dict.fromkeys([*plain, *sorted(swapped - set(current))]))
+    # new files that no commit takes: outputs of unfinished or superseded compactions
+    taken_paths = set(plan.added)
+    plan.left_out = sum(1 for _, obj in new if location(store, obj) not in taken_paths)
+    return plan
+
+
+def _at(store: ArchiveStore, key: str) -> str:
+    return f"{store.uri.rstrip('/')}/{key}"
+
+
+def _overwrite(
+    transaction: Transaction, io: FileIO, removed: list[DataFile], added: list[str]
+) -> None:
+    """One snapshot that takes ``removed`` out and puts the files at ``added`` in (their
+    statistics read from their footers, as ``add_files`` reads them, through ``io``)."""
+    metadata = transaction.table_metadata
+    if metadata.name_mapping() is None:  # as add_files does: the files carry no field ids
+        transaction.set_properties(
+            {TableProperties.DEFAULT_NAME_MAPPING: metadata.schema().name_mapping.model_dump_json()}
+        )
+    metadata = transaction.table_metadata
+    executor = ExecutorFactory.get_or_create()
+    data_files = list(
+        executor.map(lambda path: parquet_file_to_data_file(io, metadata, path), added)
+    )
+    with transaction.update_snapshot().overwrite() as overwrite:
+        for data_file in removed:
+            overwrite.delete_data_file(data_file)
+        for data_file in data_files:
+            overwrite.append_data_file(data_file)
+
+
+# --- snapshots and their files ---------------------------------------------------------------
+
+
+def live_files(table: Table, snapshots: Iterable[Snapshot | None]) -> dict[str, DataFile]:
+    """The data files the snapshots reference (their manifests' live entries), by path."""
+    manifests = {
+        manifest.manifest_path: manifest
+        for snapshot in snapshots
+        if snapshot is not None
+        for manifest in snapshot.manifests(table.io)
+    }
+    executor = ExecutorFactory.get_or_create()
+    entries = executor.map(
+        lambda manifest: manifest.fetch_manifest_entry(table.io, discard_deleted=True),
+        manifests.values(),
+    )
+    return {entry.data_file.file_path: entry.data_file for found in entries for entry in found}
 
 
 def registered_files(table: Table) -> set[str]:
     """The data files the table's current snapshot references (live manifest entries)."""
-    snapshot = table.current_snapshot()
-    if snapshot is None:
-        return set()
-    return {
-        entry.data_file.file_path
-        for manifest in snapshot.manifests(table.io)
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-    }
+    return set(live_files(table, [table.current_snapshot()]))
+
+
+def referenced_files(table: Table, current: dict[str, DataFile] | None = None) -> set[str]:
+    """The data files any of the table's snapshots references (``current``: the current one's)."""
+    snapshots = table.snapshots()
+    head = table.current_snapshot()
+    if current is None:
+        current = live_files(table, [head])
+    ancestors = {s.snapshot_id for s in ancestors_of(head, table.metadata)}
+    if all(
+        s.snapshot_id in ancestors
+        and s.summary is not None
+        and s.summary.operation == Operation.APPEND
+        for s in snapshots
+    ):
+        # Appends only, in one line: each snapshot references its parent's files and more.
+        return set(current)
+    return set(live_files(table, snapshots))
+
+
+def location(store: ArchiveStore, obj: StoredObject) -> str:
+    """Where a catalog's FileIO finds an archive file: ``s3://bucket/prefix/key`` or a path."""
+    return _at(store, obj.key)
+
+
+def archive_key(store: ArchiveStore, path: str, table: str) -> str | None:
+    """The archive key of a data file of ``table`` registered at ``path``; None for any other."""
+    root = f"{store.uri.rstrip('/')}/"
+    if not path.startswith(root):
+        return None
+    key = path[len(root) :]
+    parsed = parse_data_key(key)
+    return key if parsed is not None and parsed[0].table == table else None
+
+
+# --- compaction under Iceberg -------------------------------------------------------------------
+
+
+class IcebergTracker:
+    """``archiver compact --iceberg``: the catalog whose tables track the archive's tables.
+
+    ``namespace`` is the one to compact in (default: each table's registration's, else
+    :data:`DEFAULT_NAMESPACE`).
+    """
+
+    def __init__(self, store: ArchiveStore, catalog: Catalog, namespace: str | None = None) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.namespace = namespace
+
+    def open(self, table: str, registration: Registration | None) -> _TrackedTable | None:
+        namespace = self.namespace or (
+            registration.namespace if registration else DEFAULT_NAMESPACE
+        )
+        mine = Registration(table, self.catalog.name, namespace)
+        if registration is not None and not registration.same_table(mine):
+            raise IcebergSyncError(
+                f"tracked by the Iceberg table {registration.describe()} "
+                f"({registration_key(table)}), not by {mine.describe()}: compact it with "
+                f"--iceberg {registration.catalog} --namespace {registration.namespace}"
+            )
+        try:
+            found = load_table(self.catalog, namespace, table)
+        except Exception as err:
+            raise IcebergSyncError(f"cannot load {mine.identifier}: {_one_line(err)}") from err
+        return None if found is None else _TrackedTable(self.store, table, mine.identifier, found)
+
+
+class _TrackedTable:
+    """One Iceberg table as compaction sees it (the :class:`archiver.compact.TrackedTable`)."""
+
+    def __init__(self, store: ArchiveStore, name: str, identifier: str, table: Table) -> None:
+        self.store = store
+        self.name = name
+        self.identifier = identifier
+        self.table = table
+        self.current: dict[str, DataFile] = {}
+
+    def partitions(
+        self, since_us: int | None, until_us: int | None
+    ) -> list[tuple[Partition, list[StoredObject]]]:
+        try:
+            self.current = live_files(self.table, [self.table.current_snapshot()])
+        except Exception as err:
+            raise IcebergSyncError(f"cannot read the current snapshot: {_one_line(err)}") from err
+        grouped: dict[Partition, list[StoredObject]] = {}
+        for path, data_file in self.current.items():
+            key = archive_key(self.store, path, self.name)
+            parsed = parse_data_key(key) if key is not None else None
+            if key is None or parsed is None:
+                continue  # not an archive file: never compaction's input
+            partition = parsed[0]
+            end_us = partition.hour_start_us + US_PER_HOUR - 1
+            if since_us is not None and end_us < since_us:
+                continue
+            if until_us is not None and partition.hour_start_us > until_us:
+                continue
+            grouped.setdefault(partition, []).append(
+                StoredObject(key, data_file.file_size_in_bytes)
+            )
+        return [(p, sorted(files, key=lambda o: o.key)) for p, files in sorted(grouped.items())]
+
+    def commit(self, swaps: Sequence[Swap]) -> int | None:
+        removed = [self.current[_at(self.store, key)] for swap in swaps for key in swap.removed]
+        added = [_at(self.store, key) for swap in swaps for key in swap.added]
+        try:
+            transaction = self.table.transaction()
+            _overwrite(transaction, self.table.io, removed, added)
+            snapshot = transaction.commit_transaction().current_snapshot()
+        except Exception as err:  # the catalog's and pyiceberg's own errors
+            raise IcebergSyncError(_one_line(err)) from err
+        return snapshot.snapshot_id if snapshot is not None else None
+
+
+# --- the files' footers, and the table's shape --------------------------------------------------
 
 
 def _footers(
@@ -341,8 +657,3 @@ def _sort_order(schema: Schema, meta: pq.FileMetaData) -> SortOrder:
         for column in declared or ()
     ]
     return SortOrder(*fields) if fields else UNSORTED_SORT_ORDER
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 500 else text[:500] + "..."

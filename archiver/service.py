@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from archiver.archive.codec import use_system_allocator
 from archiver.archive.store import ArchiveStore, check_writable_folder, open_store
 from archiver.poller import (
     ArchiveUnwritable,
@@ -87,20 +88,6 @@ def _checkpoint_location(
     except OSError as err:
         raise ServiceError(f"--checkpoint {uri}: cannot write ({err.strerror or err})") from None
     return open_store(folder), name
-
-
-def use_system_allocator() -> None:
-    """Arrow's memory from the C library's allocator, which gives back what a flush freed.
-
-    Arrow's default allocator (mimalloc) keeps the pages of every freed buffer for
-    reuse: a flush of 80 MB of records held 128 MB more at its peak, where the C
-    library's allocator held 24 MB (measured), and that is what a long-running
-    process's memory limit is set by. The Lambda sink keeps the default: one
-    invocation at a time reuses those pages at no cost.
-    """
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def run_service(

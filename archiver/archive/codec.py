@@ -40,6 +40,7 @@ __all__ = [
     "read_archive_file",
     "stream_records",
     "table_name",
+    "use_system_allocator",
     "write_parquet",
 ]
 
@@ -60,6 +61,20 @@ _STATISTICS_COLUMNS = [
 ]
 # Rows per row group: a poller's flush or a compaction encodes and writes one at a time.
 ROW_GROUP_ROWS = 10_000
+
+
+def use_system_allocator() -> None:
+    """Arrow's memory from the C library's allocator, which gives back what a flush freed.
+
+    Arrow's default allocator (mimalloc) keeps the pages of every freed buffer
+    for reuse. In a process that writes large batches now and then, that is
+    memory held for nothing: a poller's flush of 77 MB of records peaked 130 MB
+    above its buffer with mimalloc and 107 MB with the C library's allocator;
+    ``archiver ingest`` of a 107 MB file peaked at 354 MB and 292 MB, no slower
+    (measured). The CLI and the poller call this; the Lambda sink keeps mimalloc,
+    whose pages each invocation reuses at no cost.
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def batch_name(records: Sequence[ChangeRecord]) -> str:

@@ -53,6 +53,7 @@ __all__ = [
     "SnapshotNotFound",
     "SnapshotStore",
     "load_catalog",
+    "one_line",
     "parse_identifier",
     "snapshot_files",
 ]
@@ -137,7 +138,7 @@ def load_catalog(name: str) -> Catalog:
     try:
         return load(name, **cast(dict[str, str], config))
     except Exception as err:  # pyiceberg raises ValueError, ImportError, SQLAlchemy's errors...
-        raise CatalogConfigError(f"catalog {name!r} cannot be loaded: {_one_line(err)}") from err
+        raise CatalogConfigError(f"catalog {name!r} cannot be loaded: {one_line(err)}") from err
 
 
 def snapshot_files(
@@ -180,7 +181,7 @@ def snapshot_files(
     except (NoSuchTableError, NoSuchNamespaceError):
         raise IcebergUsageError(f"no table {identifier} in catalog {catalog.name!r}") from None
     except Exception as err:  # the catalog's own errors (Glue, REST, SQLAlchemy)
-        raise IcebergError(f"cannot load {identifier}: {_one_line(err)}") from err
+        raise IcebergError(f"cannot load {identifier}: {one_line(err)}") from err
     snapshot = _snapshot(loaded, identifier, snapshot_id, as_of_us)
     if snapshot is None:
         return SnapshotFiles(identifier, None, ())
@@ -191,7 +192,7 @@ def snapshot_files(
     except Exception as err:  # the FileIO's errors reading manifests
         raise IcebergError(
             f"cannot read the manifests of snapshot {snapshot.snapshot_id} of {identifier}: "
-            f"{_one_line(err)}"
+            f"{one_line(err)}"
         ) from err
     return SnapshotFiles(identifier, snapshot.snapshot_id, uris)
 
@@ -395,6 +396,7 @@ def _relative(root: tuple[str, str], file: tuple[str, str]) -> str | None:
         return None
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """An error's text on one line, at most 500 characters (catalog errors can be pages long)."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 500 else text[:500] + "..."

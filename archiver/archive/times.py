@@ -1,13 +1,16 @@
-"""Times: ISO-8601 or epoch seconds in, epoch microseconds (UTC) out, and back; shared by both sides."""
+"""Times: ISO-8601 or epoch seconds in, epoch microseconds (UTC) out, and back; durations; shared by both sides."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_us", "parse_time"]
+__all__ = ["format_us", "parse_duration", "parse_time"]
 
 _EPOCH = re.compile(r"^-?\d+(\.\d+)?$")
+_DURATION = re.compile(r"^(?:\d{1,9}[wdhms])+$")
+_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 # What a datetime holds (years 1 to 9999): a time outside it would overflow further on.
 _FIRST_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
@@ -57,3 +60,24 @@ def format_us(us: int | None) -> str:
     seconds, micros = divmod(us, 1_000_000)
     moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``2w``, or several, as ``1d12h`` -> a timedelta.
+
+    Raises ValueError with a message naming the text.
+    """
+    value = text.strip()
+    if not _DURATION.match(value):
+        shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
+        raise ValueError(
+            f"{shown} is not a duration: use a number and a unit (w, d, h, m or s), as 7d, "
+            "12h, 30m or 1d12h"
+        )
+    try:
+        return sum(
+            (timedelta(**{_UNITS[unit]: int(n)}) for n, unit in _DURATION_PART.findall(value)),
+            timedelta(),
+        )
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range: use fewer than a million days") from None

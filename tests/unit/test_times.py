@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.archive.times import format_us, parse_time
+from archiver.archive.times import format_us, parse_duration, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -117,3 +117,31 @@ def test_format_us_parses_back(change_us: int) -> None:
 def test_format_us_of_nothing() -> None:
     assert format_us(None) == "-"
     assert format_us(NOV27_1403) == "2026-11-27T14:03:00Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        (" 0s ", timedelta()),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "-1d", "1.5h", "7 days", "1y", "1d 2h"])
+def test_what_is_not_a_duration_is_named(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration") as caught:
+        parse_duration(text)
+    assert repr(text) in str(caught.value)
+
+
+def test_a_duration_past_any_date_is_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_duration("999999999w")
