@@ -1124,3 +1124,10 @@ def test_typed_records_decodes_a_plain_event_at_once_and_declines_any_other() ->
     ]
     assert typed_records(orjson.dumps({"Records": [*plain, kinesis]})) is None
     assert typed_records(orjson.dumps({"Records": [*plain, poison]})) is None
+    # and a body that is not UTF-8 throughout, whose records each check their own text
+    # (the typed decode of a record does not check it again)
+    body = orjson.dumps({"Records": [*plain, make_record()]})
+    broken = body[: body.rindex(b'"new"') + 2] + b"\xff" + body[body.rindex(b'"new"') + 3 :]
+    assert broken != body and typed_records(broken) is None
+    good = orjson.dumps({"Records": [*plain, {**make_record(), "eventID": "é"}]})
+    assert not good.isascii() and typed_records(good) is not None
