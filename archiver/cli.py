@@ -351,13 +351,13 @@ def _add(totals: dict[str, int], report: Any) -> None:
 
 
 def ingest(args: argparse.Namespace, stdin: IO[bytes] | None) -> int:
+    from archiver.archive.store import open_store
     from archiver.decode import typed_records
     from archiver.split import EventShapeError, iter_chunks
-    from archiver.stores import store_for
     from archiver.write import ArchiveOptions, archive_records
 
     settings = _settings(args)
-    store = store_for(settings.archive_uri, settings.sse_arguments)
+    store = open_store(settings.archive_uri, sse=settings.sse_arguments, s3="boto3")
     # Files people make get the full DynamoDB-type check unless they ask for less.
     full_check = settings.image_check != "light"
     options = ArchiveOptions(
@@ -460,7 +460,7 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
         validate_glue_name,
     )
     from archiver.archive.errors import InvalidNameError
-    from archiver.stores import store_for
+    from archiver.archive.store import open_store
 
     if args.iceberg:
         return _athena_iceberg(args)
@@ -488,7 +488,7 @@ def athena_ddl(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     enumerate_tables = args.table_names in (None, "enum")
     tables, first_day = given_tables, start_date
     if (enumerate_tables and tables is None) or first_day is None:
-        listed, listed_first_day = archive_extent(store_for(settings.archive_uri))
+        listed, listed_first_day = archive_extent(open_store(settings.archive_uri, s3="boto3"))
         tables = tuple(listed) if tables is None else tables
         first_day = first_day or listed_first_day
     if enumerate_tables and not tables:
@@ -526,7 +526,7 @@ def _athena_iceberg(args: argparse.Namespace) -> int:
     from archiver.archive.athena import DEFAULT_DATABASE, archive_extent, validate_glue_name
     from archiver.archive.athena_iceberg import iceberg_queries
     from archiver.archive.errors import InvalidNameError
-    from archiver.stores import store_for
+    from archiver.archive.store import open_store
 
     if args.apply or args.glue_json:
         flag = "--apply" if args.apply else "--glue-json"
@@ -559,7 +559,7 @@ def _athena_iceberg(args: argparse.Namespace) -> int:
         raise UsageError(f"--archive (or ARCHIVER_ARCHIVE_URI): {err}") from None
     tables = _given_tables(args)
     if tables is None:
-        store = store_for(settings.archive_uri)
+        store = open_store(settings.archive_uri, s3="boto3")
         if not store.exists():
             raise UsageError(f"--archive {settings.archive_uri}: no such bucket")
         tables = tuple(archive_extent(store)[0])
@@ -577,10 +577,10 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
     for bad arguments, an archive that does not exist or a catalog that is not configured.
     """
     from archiver.archive.layout import validate_table_name
+    from archiver.archive.store import open_store
     from archiver.archive.times import parse_time
     from archiver.compact import Tracker
     from archiver.compact import compact as run_compaction
-    from archiver.stores import store_for
 
     settings = _settings(args)
     if args.table:
@@ -594,7 +594,7 @@ def compact(args: argparse.Namespace, stdin: IO[bytes]) -> int:
         raise UsageError(f"--since/--until: {err}") from None
     if args.namespace is not None and args.iceberg is None:
         raise UsageError("--namespace names the Iceberg tables' namespace: give it with --iceberg")
-    store = store_for(settings.archive_uri, settings.sse_arguments)
+    store = open_store(settings.archive_uri, sse=settings.sse_arguments, s3="boto3")
     if not store.exists():
         what = "bucket" if settings.archive_uri.startswith("s3://") else "folder"
         raise UsageError(f"--archive {settings.archive_uri}: no such {what}")
@@ -678,7 +678,7 @@ def iceberg_sync(args: argparse.Namespace, stdin: IO[bytes]) -> int:
         return 1
     # s3fs reads just the footers (the boto3 store gets whole objects); the registrations
     # under _iceberg/ are written with the archive's server-side encryption.
-    store = open_store(settings.archive_uri, s3_additional_kwargs=settings.sse_arguments)
+    store = open_store(settings.archive_uri, sse=settings.sse_arguments)
     if not store.exists():
         what = "bucket" if settings.archive_uri.startswith("s3://") else "folder"
         raise UsageError(f"--archive {settings.archive_uri}: no such {what}")

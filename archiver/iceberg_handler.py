@@ -67,7 +67,7 @@ def handler(event: Any = None, context: Any = None) -> dict[str, Any]:
 
     # s3fs fetches just the footers; the registrations under _iceberg/ are written with the
     # archive's server-side encryption (ARCHIVER_SSE, as the sink's).
-    store = open_store(settings.archive_uri, s3_additional_kwargs=settings.sse_arguments)
+    store = open_store(settings.archive_uri, sse=settings.sse_arguments)
     if not store.exists():
         raise IcebergSyncFailed(f"ARCHIVER_ARCHIVE_URI {settings.archive_uri}: no such archive")
     try:

@@ -43,16 +43,16 @@ class ConfigurationError(RuntimeError):
 
 
 def _setup() -> tuple[ArchiveStore, ArchiveOptions, str | None]:
+    from archiver.archive.store import open_store
     from archiver.logs import configure
     from archiver.settings import SettingsError, settings_from_environment
-    from archiver.stores import store_for
 
     try:
         settings = settings_from_environment()
     except SettingsError as err:
         raise ConfigurationError(str(err)) from None
     configure(settings.log_level, json=True)
-    store = store_for(settings.archive_uri, settings.sse_arguments)
+    store = open_store(settings.archive_uri, sse=settings.sse_arguments, s3="boto3")
     options = ArchiveOptions(
         settings.promoted, settings.plain_images, settings.default_table, settings.full_check
     )

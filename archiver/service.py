@@ -80,9 +80,9 @@ def _checkpoint_location(
     if not name or not folder:
         raise ServiceError(f"--checkpoint {uri}: expected a file path or s3://bucket/key")
     if uri.startswith("s3://"):
-        from archiver.stores import store_for
+        from archiver.archive.store import open_store
 
-        return store_for(folder, settings.sse_arguments), name
+        return open_store(folder, sse=settings.sse_arguments, s3="boto3"), name
     try:
         check_writable_folder(folder)
     except OSError as err:
@@ -100,13 +100,12 @@ def run_service(
     """Run the poller with these settings; returns the exit status (0 after a clean stop)."""
     from archiver.logs import configure
     from archiver.metrics import emf_line
-    from archiver.stores import store_for
 
     configure(settings.log_level, json=not sys.stderr.isatty() if json_logs is None else json_logs)
     if not settings.stream_arn and not settings.table:
         raise ServiceError("give --stream-arn or --table (or ARCHIVER_STREAM_ARN / ARCHIVER_TABLE)")
     stream_arn = _stream_arn(settings)
-    store = store_for(settings.archive_uri, settings.sse_arguments)
+    store = open_store(settings.archive_uri, sse=settings.sse_arguments, s3="boto3")
     checkpoint_store, key = _checkpoint_location(settings, store, stream_arn)
     where = f"{checkpoint_store.uri}/{key}"
     try:

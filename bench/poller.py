@@ -125,7 +125,7 @@ print(json.dumps({"records": records, "calls": calls, "body_bytes": body_bytes, 
 # Start-up alone, in a fresh process: what each of the two imports and builds before reading.
 STARTUPS = {
     "raw": "import boto3, orjson; boto3.client('dynamodbstreams')",
-    "poller": "from archiver.cli import main; import archiver.service, archiver.stores, "
+    "poller": "from archiver.cli import main; import archiver.service, archiver.archive.s3store, "
     "archiver.metrics, archiver.logs; archiver.service.streams_client()",
 }
 

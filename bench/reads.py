@@ -297,7 +297,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def _measure_on(
     seaweed: Any, args: argparse.Namespace, scratch: Path, results: dict[str, Any]
 ) -> None:
-    from archiver.s3store import S3Store
+    from archiver.archive.s3store import S3Store
     from devkit.proxy import DelayProxy
 
     bucket = seaweed.create_bucket("reads-bench")

@@ -571,7 +571,7 @@ def redrive(args: argparse.Namespace, stdout: IO[bytes]) -> int:
         from archiver.archive.store import open_store
         from replayer.settings import ReplayerSettings
 
-        dead_letters = open_store(store.uri, s3_additional_kwargs=ReplayerSettings().sse_arguments)
+        dead_letters = open_store(store.uri, sse=ReplayerSettings().sse_arguments)
     invoker = LambdaInvoker(args.function)
     from archiver.archive.reader import REPLAY_COLUMNS
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
 from .aws import Failure, classify, describe
 from .errors import InvalidNameError, StoreAccessDenied, StoreError, StoreUnavailable
@@ -311,16 +311,37 @@ class FsspecStore:
         return True
 
 
-def open_store(uri: str, *, s3_additional_kwargs: dict[str, str] | None = None) -> ArchiveStore:
-    """The store for an archive URI: ``s3://bucket/prefix`` or a local path (``file://`` allowed).
+def open_store(
+    uri: str,
+    *,
+    sse: dict[str, str] | None = None,
+    s3: Literal["s3fs", "boto3"] = "s3fs",
+) -> ArchiveStore:
+    """The one way to a store: ``s3://bucket/prefix`` or a local path (``file://`` allowed).
 
-    S3 goes through s3fs, which honours the AWS SDK's configuration
-    (profiles, ``AWS_ENDPOINT_URL_S3``), in the region that
-    :func:`archiver.archive.aws.region` finds (``AWS_REGION`` first). ``s3_additional_kwargs``
-    is passed to every S3 write, e.g. ``{"ServerSideEncryption": "aws:kms",
-    "SSEKMSKeyId": "..."}``.
+    Parameters
+    ----------
+    uri
+        The archive.
+    sse
+        Server-side encryption for every S3 write, from the settings' ``sse_arguments``
+        (e.g. ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "..."}``).
+    s3
+        Which client serves S3: ``"s3fs"`` (the data ecosystem's S3 filesystem, what
+        the replayer and pyiceberg read with) or ``"boto3"`` (lean: half s3fs's import
+        time, for the Lambda sink's cold start and the archiver's writes).
+
+    Both S3 adapters take the AWS SDK's configuration (profiles, ``AWS_ENDPOINT_URL_S3``)
+    in the region :func:`archiver.archive.aws.region` finds, retry as botocore's standard
+    mode does (``AWS_MAX_ATTEMPTS``), sort errors through :func:`archiver.archive.aws.classify`,
+    and checksum every write and read; one contract test class holds them all to the
+    same behaviour (tests/contract/test_store.py).
     """
     if uri.startswith("s3://"):
+        if s3 == "boto3":
+            from .s3store import S3Store
+
+            return S3Store(uri, sse=sse)
         bucket, prefix = split_s3_uri(uri)
         import s3fs  # deferred: costs ~0.4 s to import
 
@@ -330,14 +351,18 @@ def open_store(uri: str, *, s3_additional_kwargs: dict[str, str] | None = None) 
         name = region()
         fs = s3fs.S3FileSystem(
             client_kwargs={"region_name": name} if name else {},
-            # A connection for every request the readers keep in flight (aiobotocore keeps 10).
-            config_kwargs={"max_pool_connections": IN_FLIGHT},
+            # A connection for every request the readers keep in flight (aiobotocore keeps
+            # 10), and botocore's standard retries, as the boto3 adapter has.
+            config_kwargs={"max_pool_connections": IN_FLIGHT, "retries": {"mode": "standard"}},
             # Every read is checked against the checksum S3 keeps with the object (s3fs
             # passes each argument only to the calls that take it).
-            s3_additional_kwargs={"ChecksumMode": "ENABLED", **(s3_additional_kwargs or {})},
+            s3_additional_kwargs={"ChecksumMode": "ENABLED", **(sse or {})},
             use_listings_cache=False,
             skip_instance_cache=True,
         )
+        # One try of s3fs's own (a class attribute, 5 by default): its retries, on top of
+        # botocore's, would multiply the attempts and the waits.
+        fs.retries = 1
         # One GET per object: s3fs would first ask for its size (a HEAD, a second round trip)
         # to cut a large one into ranges; readers overlap whole objects instead (.fetch).
         return FsspecStore(

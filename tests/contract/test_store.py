@@ -1,7 +1,7 @@
 """The ArchiveStore port's contract, run against every adapter.
 
 Adapters: ``LocalStore`` (a temporary folder), ``FsspecStore`` from
-``open_store("s3://...")`` (s3fs) and ``archiver.s3store.S3Store`` (boto3), the
+``open_store("s3://...")`` (s3fs) and ``archiver.archive.s3store.S3Store`` (boto3), the
 last two on SeaweedFS through ``AWS_ENDPOINT_URL_S3``. Failure translation
 (unreachable endpoint, wrong credentials) and server-side encryption are S3
 matters and have their own class below.
@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from archiver.archive.errors import InvalidNameError, StoreAccessDenied, StoreUnavailable
+from archiver.archive.s3store import S3Store
 from archiver.archive.store import ArchiveStore, FsspecStore, LocalStore, StoredObject, open_store
-from archiver.s3store import S3Store
 from devkit.servers import SeaweedS3
 
 ADAPTERS = ["local", "fsspec-s3", "boto3-s3"]
@@ -254,7 +254,7 @@ class TestS3Adapters:
         self, seaweed: SeaweedS3, s3_archive: str
     ) -> None:
         bucket = s3_archive.removeprefix("s3://").split("/")[0]
-        store = open_store(s3_archive, s3_additional_kwargs={"ServerSideEncryption": "AES256"})
+        store = open_store(s3_archive, sse={"ServerSideEncryption": "AES256"})
 
         store.put("sealed.bin", b"x")
 

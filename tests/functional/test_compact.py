@@ -32,9 +32,8 @@ from archiver.archive.errors import StoreUnavailable
 from archiver.archive.layout import Partition, parse_data_key
 from archiver.archive.reader import iter_events, iter_record_texts, list_partitions
 from archiver.archive.schema import parse_promoted_columns
-from archiver.archive.store import ArchiveStore, LocalStore
+from archiver.archive.store import ArchiveStore, LocalStore, open_store
 from archiver.compact import CompactReport, compact
-from archiver.stores import store_for
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory, kinesis_record
 from tests.stores import Passthrough
@@ -160,7 +159,7 @@ def read(data: bytes) -> tuple[pa.Table, pq.FileMetaData]:
 @pytest.fixture
 def store(archive_uri: str) -> ArchiveStore:
     """The store ``archiver compact`` itself would use for the archive URI."""
-    return store_for(archive_uri)
+    return open_store(archive_uri, s3="boto3")
 
 
 # --- fault injection ----------------------------------------------------------------------------
@@ -329,7 +328,7 @@ class TestCompaction:
         self, local_archive: str, s3_archive: str, small_files: Input, clean_run: dict[str, bytes]
     ) -> None:
         # Given the same small files in two fresh archives, a folder and an S3 bucket
-        local, s3 = store_for(local_archive), store_for(s3_archive)
+        local, s3 = open_store(local_archive, s3="boto3"), open_store(s3_archive, s3="boto3")
         load(local, small_files.objects)
         load(s3, small_files.objects)
         # When each is compacted
@@ -632,7 +631,7 @@ class TestCommand:
     ) -> None:
         # Given the small files (under 1 MiB per hour)
         archive_uri = local_archive
-        store = store_for(archive_uri)
+        store = open_store(archive_uri, s3="boto3")
         load(store, small_files.objects)
         multi = sum(1 for keys in partitions(small_files.objects).values() if len(keys) > 1)
         total = len(partitions(small_files.objects))

@@ -35,7 +35,6 @@ from archiver.archive.rebuild import record_texts
 from archiver.archive.schema import parse_promoted_columns
 from archiver.archive.store import ArchiveStore, open_store
 from archiver.iceberg import load_catalog, registered_files, sync
-from archiver.stores import store_for
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory
 from replayer import cli as replayer_cli
@@ -136,7 +135,7 @@ def archive(archive_uri: str, catalog_name: str, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def store(archive: str) -> ArchiveStore:
     """The store the sink writes the archive with."""
-    return store_for(archive)
+    return open_store(archive, s3="boto3")
 
 
 class Run:

@@ -18,10 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 from archiver.archive.reader import list_partitions
-from archiver.archive.store import ArchiveStore
+from archiver.archive.store import ArchiveStore, open_store
 from archiver.iceberg import load_catalog, registered_files
 from archiver.iceberg_handler import IcebergSyncFailed, handler
-from archiver.stores import store_for
 from archiver.write import archive_records
 from devkit.traffic import TableHistory
 
@@ -56,7 +55,7 @@ def configured(
         monkeypatch.setenv(prefix + "S3__REGION", os.environ["AWS_REGION"])
         monkeypatch.setenv(prefix + "S3__ACCESS_KEY_ID", os.environ["AWS_ACCESS_KEY_ID"])
         monkeypatch.setenv(prefix + "S3__SECRET_ACCESS_KEY", os.environ["AWS_SECRET_ACCESS_KEY"])
-    return store_for(archive_uri)
+    return open_store(archive_uri, s3="boto3")
 
 
 def write(store: ArchiveStore, table: str, count: int, seed: int) -> None:

@@ -37,10 +37,9 @@ from archiver.archive.reader import (
     summarize_table,
 )
 from archiver.archive.rebuild import record_texts
+from archiver.archive.s3store import S3Store
 from archiver.archive.store import ArchiveStore, LocalStore, StoredObject, open_store
 from archiver.compact import compact
-from archiver.s3store import S3Store
-from archiver.stores import store_for
 from archiver.write import archive_records
 from devkit.proxy import DelayProxy
 from devkit.servers import SeaweedS3
@@ -78,7 +77,7 @@ def write_small_files(store: ArchiveStore, records: list[dict[str, Any]]) -> Non
 def store(archive_uri: str, changes: list[dict[str, Any]]) -> ArchiveStore:
     """The archive of many small files, as the replayer opens it."""
     reader = open_store(archive_uri)
-    write_small_files(store_for(archive_uri), changes)
+    write_small_files(open_store(archive_uri, s3="boto3"), changes)
     files = list(reader.list(f"table_name={TABLE}/"))
     partitions = list_partitions(reader, TABLE)
     assert len(files) > 100 and len(partitions) >= 6
@@ -246,7 +245,7 @@ class TestEvents:
         parts = file_after_file(store)
         index, files = middle_partition(store)
         victim = files[-1].key
-        store_for(archive_uri).put(victim, b"PAR1 not a parquet file at all PAR1")
+        open_store(archive_uri, s3="boto3").put(victim, b"PAR1 not a parquet file at all PAR1")
         # When `replayer events` reads the table
         code, output, messages = events_command(archive_uri, tmp_path / "events.jsonl", capsys)
         # Then it stops with exit 1 and one line naming the file, after writing every record
@@ -303,7 +302,7 @@ class TestLs:
     ) -> None:
         _, files = middle_partition(store)
         victim = files[0].key
-        store_for(archive_uri).put(victim, b"not parquet")
+        open_store(archive_uri, s3="boto3").put(victim, b"not parquet")
 
         with pytest.raises(FormatError, match=re.escape(f"{victim}: not a readable Parquet file")):
             summarize_table(store, TABLE)
@@ -324,7 +323,7 @@ class TestVerify:
             o.key: pq.read_metadata(pa.BufferReader(store.get(o.key))).num_rows
             for o in (gone, damaged)
         }
-        store_for(archive_uri).put(damaged.key, b"not parquet")
+        open_store(archive_uri, s3="boto3").put(damaged.key, b"not parquet")
         total = sum(len(files) for _, files in partitions)
         # When the archive is verified
         report = verify(Vanishing(store, gone.key))
@@ -381,7 +380,7 @@ class TestCompact:
         assert not compact(expected, target_bytes=TARGET).errors
         monkeypatch.setattr(fetch, "IN_FLIGHT", DEFAULT_IN_FLIGHT)
         # When the archive is compacted, files fetched ahead
-        report = compact(store_for(archive_uri), target_bytes=TARGET)
+        report = compact(open_store(archive_uri, s3="boto3"), target_bytes=TARGET)
         # Then it holds the same files, byte for byte
         assert not report.errors
         assert report.partitions_compacted == len(list_partitions(expected, TABLE))
@@ -393,7 +392,7 @@ class TestCompact:
         # Given a damaged file in a partition in the middle
         index, files = middle_partition(store)
         victim = files[1].key
-        writer = store_for(archive_uri)
+        writer = open_store(archive_uri, s3="boto3")
         writer.put(victim, b"not parquet")
         before = {o.key: writer.get(o.key) for o in files}
         partitions = len(list_partitions(store, TABLE))
@@ -416,7 +415,7 @@ class TestCompact:
     ) -> None:
         # Given a second compaction that runs to its end once the first one has listed the
         # partitions, before the first partition's turn
-        writer = store_for(archive_uri)
+        writer = open_store(archive_uri, s3="boto3")
         raced: list[Any] = []
 
         def rival(_: Any) -> None:
@@ -481,7 +480,7 @@ def test_s3_stores_keep_more_requests_in_flight_than_botocores_pool_and_no_more_
 ) -> None:
     # Given the archive on SeaweedFS, and what it replays to when read directly
     direct = open_store(s3_archive)
-    write_small_files(store_for(s3_archive), changes)
+    write_small_files(open_store(s3_archive, s3="boto3"), changes)
     expected = b"".join(lines for _, lines in file_after_file(direct))
     # and a proxy in front of SeaweedFS that holds every request for 0.2 s
     with DelayProxy(seaweed.endpoint, delay=0.2) as proxy:

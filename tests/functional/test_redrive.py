@@ -23,7 +23,6 @@ import pytest
 
 from archiver.archive.reader import REPLAY_COLUMNS, EventFilter
 from archiver.archive.store import LocalStore, open_store
-from archiver.stores import store_for
 from archiver.write import archive_records
 from devkit.traffic import TableHistory, kinesis_record
 from replayer.checkpoint import Checkpoint
@@ -75,7 +74,7 @@ def make_records(
 
 def archive(uri: str, records: list[dict[str, Any]]) -> str:
     report = archive_records(
-        records, store_for(uri) if uri.startswith("s3://") else LocalStore(uri)
+        records, open_store(uri, s3="boto3") if uri.startswith("s3://") else LocalStore(uri)
     )
     assert report.ok and report.archived == len(records), report.errors
     return uri

@@ -33,7 +33,6 @@ from archiver.archive.icebergfiles import load_catalog
 from archiver.archive.reader import list_partitions
 from archiver.archive.store import ArchiveStore, open_store
 from archiver.archive.times import format_us
-from archiver.stores import store_for
 from archiver.write import archive_records
 from devkit.traffic import TableHistory
 from replayer import cli as replayer_cli
@@ -229,7 +228,7 @@ def test_events_over_s3(
     monkeypatch.setenv(prefix + "S3__ACCESS_KEY_ID", os.environ["AWS_ACCESS_KEY_ID"])
     monkeypatch.setenv(prefix + "S3__SECRET_ACCESS_KEY", os.environ["AWS_SECRET_ACCESS_KEY"])
     write_batches(
-        store_for(s3_archive),
+        open_store(s3_archive, s3="boto3"),
         TableHistory("orders", seed=8, seconds_per_change=25.0).changes(250),
         5,
     )

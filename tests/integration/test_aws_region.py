@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from archiver.stores import store_for
+from archiver.archive.store import open_store
 from archiver.write import archive_records
 from devkit.traffic import TableHistory
 
@@ -58,7 +58,7 @@ def aws(
     """An archive of 40 changes on S3, an empty target table, a consumer, and what each
     command takes to reach them."""
     records = TableHistory(TABLE, seed=3, items=10).changes(40)
-    assert archive_records(records, store_for(s3_archive)).ok
+    assert archive_records(records, open_store(s3_archive, s3="boto3")).ok
     received: list[str] = []
     lambda_server.functions["consumer"] = lambda event, _: received.extend(
         r["eventID"] for r in event["Records"]

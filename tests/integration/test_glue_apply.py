@@ -23,9 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from archiver import cli
-from archiver.archive.store import split_s3_uri
+from archiver.archive.store import open_store, split_s3_uri
 from archiver.lambda_handler import handler
-from archiver.stores import store_for
 from archiver.write import archive_records
 from devkit.traffic import TableHistory, lambda_events
 
@@ -94,7 +93,7 @@ def write(uri: str, changes: dict[str, list[dict[str, Any]]], promoted: str = ""
     from archiver.archive.schema import parse_promoted_columns
     from archiver.write import ArchiveOptions
 
-    store = store_for(uri)
+    store = open_store(uri, s3="boto3")
     files = []
     for records in changes.values():
         report = archive_records(records, store, ArchiveOptions(parse_promoted_columns(promoted)))
@@ -104,7 +103,7 @@ def write(uri: str, changes: dict[str, list[dict[str, Any]]], promoted: str = ""
 
 
 def parquet_columns(uri: str, key: str) -> list[tuple[str, str]]:
-    with store_for(uri).open(key) as handle:
+    with open_store(uri, s3="boto3").open(key) as handle:
         return [(f.name, str(f.type)) for f in pq.read_schema(handle)]
 
 

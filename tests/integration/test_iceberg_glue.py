@@ -28,9 +28,8 @@ from pyiceberg.catalog import Catalog
 
 from archiver import cli
 from archiver.archive.reader import list_partitions
-from archiver.archive.store import ArchiveStore, split_s3_uri
+from archiver.archive.store import ArchiveStore, open_store, split_s3_uri
 from archiver.iceberg import load_catalog, registered_files
-from archiver.stores import store_for
 from archiver.write import archive_records
 from devkit.traffic import TableHistory
 from replayer import cli as replayer_cli
@@ -125,7 +124,7 @@ def test_iceberg_sync_registers_tables_athena_can_read_in_glue(
     s3_archive: str, glue: Glue, iceberg_sync: Callable[..., Run]
 ) -> None:
     # Given an archive of two tables on S3, and no Glue database yet
-    store = store_for(s3_archive)
+    store = open_store(s3_archive, s3="boto3")
     write_archive(store)
     with pytest.raises(glue.client.exceptions.EntityNotFoundException):
         glue.client.get_database(Name=glue.database)
@@ -176,7 +175,7 @@ def test_a_sync_after_new_files_moves_the_glue_pointer_once(
     s3_archive: str, glue: Glue, iceberg_sync: Callable[..., Run]
 ) -> None:
     # Given a synced archive
-    store = store_for(s3_archive)
+    store = open_store(s3_archive, s3="boto3")
     write_archive(store)
     sync = ("--archive", s3_archive, "--catalog", glue.catalog, "--namespace", glue.database)
     assert iceberg_sync(*sync).code == 0
@@ -206,7 +205,7 @@ def test_the_scheduled_function_syncs_into_glue(
     # endpoint aside), and an archive
     from archiver.iceberg_handler import handler
 
-    store = store_for(s3_archive)
+    store = open_store(s3_archive, s3="boto3")
     write_archive(store)
     monkeypatch.setenv("ARCHIVER_ARCHIVE_URI", s3_archive)
     monkeypatch.setenv("ARCHIVER_ICEBERG_CATALOG", glue.catalog)
@@ -234,7 +233,7 @@ def test_athena_ddl_iceberg_queries_the_tables_glue_holds(
     from sqlglot import exp
 
     # Given a synced archive
-    write_archive(store_for(s3_archive))
+    write_archive(open_store(s3_archive, s3="boto3"))
     sync = ("--archive", s3_archive, "--catalog", glue.catalog, "--namespace", glue.database)
     assert iceberg_sync(*sync).code == 0
     # When athena-ddl --iceberg lists the archive for the tables to query

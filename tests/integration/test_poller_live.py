@@ -40,9 +40,9 @@ from botocore.exceptions import ClientError
 
 from archiver.archive.reader import iter_events
 from archiver.archive.schema import Col
+from archiver.archive.store import open_store
 from archiver.poller import FlushPolicy, Poller, ShardCheckpoints, checkpoint_key
 from archiver.service import streams_client
-from archiver.stores import store_for
 from archiver.streams import Page, StreamEvent, StreamSource
 
 ARCHIVER = Path(sys.executable).parent / "archiver"
@@ -160,7 +160,7 @@ def test_poller_archives_the_table_history(archive_uri: str, stream_tables: Any)
     table, arn = stream_tables.create()
     rng = random.Random(11)
     stream_tables.write(table, rng, 60)
-    store = store_for(archive_uri)
+    store = open_store(archive_uri, s3="boto3")
     poller = Poller(
         StreamSource(boto3.client("dynamodbstreams"), arn),
         store,
@@ -258,7 +258,7 @@ def test_the_archive_holds_each_image_as_the_text_dynamodb_local_sent(
     last = seq(stream_tables.history(arn)[-1])
 
     # When the poller archives the stream
-    store = store_for(local_archive)
+    store = open_store(local_archive, s3="boto3")
     run_until_checkpointed(
         Poller(
             StreamSource(streams_client(), arn),
@@ -352,7 +352,7 @@ def test_a_failed_get_records_is_retried_by_botocore_and_loses_nothing(
     table, arn = stream_tables.create()
     stream_tables.write(table, random.Random(23), 40)
     expected = stream_tables.history(arn)
-    store = store_for(local_archive)
+    store = open_store(local_archive, s3="boto3")
     poller = Poller(
         StreamSource(streams_client(), arn),  # AWS_ENDPOINT_URL_DYNAMODB_STREAMS: the proxy
         store,
@@ -435,7 +435,7 @@ def test_archiver_run_flushes_on_sigterm_and_exits_0(
         "GetRecords of the last change",
         proc=run.proc,
     )
-    store = store_for(archive_uri)
+    store = open_store(archive_uri, s3="boto3")
     assert list(store.list("")) == []  # read, buffered, nothing written yet
 
     # When it is sent SIGTERM
@@ -499,7 +499,7 @@ def test_archiver_run_drains_a_disabled_stream_and_exits_0_on_its_own(
     # Then the poller archived all of it, retired the shard, and ended by itself
     assert status == 0, run.stderr
     expected = stream_tables.history(arn)
-    store = store_for(local_archive)
+    store = open_store(local_archive, s3="boto3")
     assert list(iter_events(store, table)) == expected
     checkpoint = orjson.loads(store.get(checkpoint_key(arn)))
     assert checkpoint["positions"] == {} and len(checkpoint["finished"]) == 1

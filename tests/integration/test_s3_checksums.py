@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from archiver.archive.errors import StoreError
-from archiver.s3store import S3Store
+from archiver.archive.s3store import S3Store
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
 

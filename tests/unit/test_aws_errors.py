@@ -52,9 +52,9 @@ from archiver.archive.aws import (
     jittered,
 )
 from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
+from archiver.archive.s3store import S3Store
 from archiver.athena import GlueError
 from archiver.athena import _call as glue_call
-from archiver.s3store import S3Store
 from archiver.streams import Page, StreamBusy, StreamDenied, StreamEvent, StreamGone, StreamSource
 from replayer.dynamo import RestoreError, TableWriter
 from replayer.redrive import Delivery, LambdaInvoker, RedriveError

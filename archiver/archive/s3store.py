@@ -14,10 +14,10 @@ import io
 from collections.abc import Iterator
 from typing import IO, Any
 
-from archiver.archive.aws import Failure, classify, describe, error_code
-from archiver.archive.errors import StoreAccessDenied, StoreError, StoreUnavailable
-from archiver.archive.fetch import IN_FLIGHT
-from archiver.archive.store import StoredObject, check_key, split_s3_uri
+from .aws import Failure, classify, describe, error_code
+from .errors import StoreAccessDenied, StoreError, StoreUnavailable
+from .fetch import IN_FLIGHT
+from .store import StoredObject, check_key, split_s3_uri
 
 __all__ = ["S3Store"]
 
@@ -32,7 +32,7 @@ class S3Store:
         if client is None:
             from botocore.config import Config
 
-            from archiver.archive.aws import client as aws_client
+            from .aws import client as aws_client
 
             client = aws_client(
                 "s3",
