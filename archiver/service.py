@@ -80,8 +80,6 @@ def _checkpoint_location(
     if not name or not folder:
         raise ServiceError(f"--checkpoint {uri}: expected a file path or s3://bucket/key")
     if uri.startswith("s3://"):
-        from archiver.archive.store import open_store
-
         return open_store(folder, sse=settings.sse_arguments, s3="boto3"), name
     try:
         check_writable_folder(folder)
