@@ -36,6 +36,7 @@ bench: venv servers
 	$(BIN)/python bench/replayer.py
 	$(BIN)/python bench/poller.py
 	$(BIN)/python bench/reads.py
+	$(BIN)/python -m bench.iceberg
 
 # ruff, the format check, strict mypy and the import contracts (pyproject.toml); .ci/run runs it first.
 lint: venv
