@@ -86,7 +86,9 @@ _Seconds = Annotated[int, msgspec.Meta(ge=_MIN_S, lt=_MAX_S)]
 _FloatSeconds = Annotated[float, msgspec.Meta(ge=_MIN_S, lt=_MAX_S)]
 
 
-class _FastDynamodb(msgspec.Struct):
+# gc=False: thousands of these are made per event and none can hold a cycle; untracked, the
+# cyclic GC never walks them.
+class _FastDynamodb(msgspec.Struct, gc=False):
     ApproximateCreationDateTime: _Seconds | _FloatSeconds
     Keys: msgspec.Raw
     SequenceNumber: Annotated[str, msgspec.Meta(pattern="^[0-9]{1,40}$")]
@@ -98,7 +100,7 @@ class _FastDynamodb(msgspec.Struct):
     )
 
 
-class _FastRecord(msgspec.Struct):
+class _FastRecord(msgspec.Struct, gc=False):
     eventID: Annotated[str, msgspec.Meta(min_length=1)]
     eventName: Literal["INSERT", "MODIFY", "REMOVE"]
     dynamodb: _FastDynamodb
@@ -108,7 +110,7 @@ class _FastRecord(msgspec.Struct):
     userIdentity: msgspec.Raw = _ABSENT
 
 
-class _FastKinesisDynamodb(msgspec.Struct):
+class _FastKinesisDynamodb(msgspec.Struct, gc=False):
     ApproximateCreationDateTime: Annotated[int, msgspec.Meta(ge=0)]
     Keys: msgspec.Raw
     NewImage: msgspec.Raw = _ABSENT
@@ -120,7 +122,7 @@ class _FastKinesisDynamodb(msgspec.Struct):
     ApproximateCreationDateTimePrecision: Literal["MILLISECOND", "MICROSECOND"] = "MILLISECOND"
 
 
-class _FastChange(msgspec.Struct):
+class _FastChange(msgspec.Struct, gc=False):
     """The DynamoDB change inside a Kinesis record's ``data``."""
 
     eventID: Annotated[str, msgspec.Meta(min_length=1)]
@@ -131,12 +133,12 @@ class _FastChange(msgspec.Struct):
     userIdentity: msgspec.Raw = _ABSENT
 
 
-class _FastKinesisData(msgspec.Struct):
+class _FastKinesisData(msgspec.Struct, gc=False):
     sequenceNumber: Annotated[str, msgspec.Meta(pattern="^[0-9]{1,128}$")]
     data: str
 
 
-class _FastKinesisRecord(msgspec.Struct):
+class _FastKinesisRecord(msgspec.Struct, gc=False):
     kinesis: _FastKinesisData
     eventSource: Literal["aws:kinesis"] = "aws:kinesis"
     eventSourceARN: str | None = None
@@ -269,7 +271,7 @@ def item_identifier(raw: Any) -> str | None:
     return _string(_fields(fields.get("dynamodb", b"null")), "SequenceNumber")
 
 
-class _FastEvent(msgspec.Struct):
+class _FastEvent(msgspec.Struct, gc=False):
     Records: list[_FastRecord]
 
 
@@ -412,7 +414,8 @@ def _decode_fast(
     arn = fast.eventSourceARN
     if arn is None:
         arn = stream_arn
-    table = _table_of_arn(arn) if arn is not None else None
+    # (the caches' hits inline: two calls fewer per record)
+    table = None if arn is None else _tables_by_arn.get(arn, "") or _table_of_arn(arn)
     if table is None:
         table = default_table
         if table is None:
@@ -632,7 +635,7 @@ def _fast_record(
             return None
     elif (new is not None and new[:1] != b"{") or (old is not None and old[:1] != b"{"):
         return None
-    columns = _key_columns(keys)
+    columns = _key_cache.get(keys) or _key_columns(keys)
     if columns is None:
         return None
     identity: bytes | None = None
