@@ -11,9 +11,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from archiver.archive.layout import US_PER_HOUR, Partition
-from archiver.archive.record import KINESIS_SOURCE, ChangeRecord, pad_sequence
+from archiver.archive.record import (
+    DYNAMODB_SOURCE,
+    KINESIS_SOURCE,
+    SEQUENCE_WIDTH,
+    ChangeRecord,
+    pad_sequence,
+)
 
 __all__ = ["Batch", "make_batches"]
+
+_DYNAMODB_WIDTH = SEQUENCE_WIDTH[DYNAMODB_SOURCE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +32,7 @@ class Batch:
 
 
 def _by_sequence(record: ChangeRecord) -> str:
-    return pad_sequence(record.sequence_number, record.event_source)
+    return record.sequence_number.rjust(_DYNAMODB_WIDTH, "0")  # pad_sequence, inline
 
 
 def _by_time_then_sequence(record: ChangeRecord) -> tuple[int, str]:

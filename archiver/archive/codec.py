@@ -79,10 +79,9 @@ def use_system_allocator() -> None:
 
 def batch_name(records: Sequence[ChangeRecord]) -> str:
     """The deterministic file name of a sorted batch: first, last, digest of its event ids."""
-    digest = hashlib.blake2b(digest_size=8)
-    for record in records:
-        digest.update(record.event_id.encode())
-        digest.update(b"\x00")
+    # Each event id and a NUL, hashed in one call (the same bytes as one update per id).
+    ids = "\x00".join([record.event_id for record in records]) + "\x00"
+    digest = hashlib.blake2b(ids.encode(), digest_size=8)
     return object_name(records[0].sequence_number, records[-1].sequence_number, digest.hexdigest())
 
 
@@ -236,10 +235,8 @@ def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
 
 def table_name(table: pa.Table) -> str:
     """The deterministic file name of an ordered archive table (as batch_name for records)."""
-    digest = hashlib.blake2b(digest_size=8)
-    for event_id in table.column(Col.EVENT_ID).to_pylist():
-        digest.update(event_id.encode())
-        digest.update(b"\x00")
+    ids = "\x00".join(table.column(Col.EVENT_ID).to_pylist()) + "\x00"
+    digest = hashlib.blake2b(ids.encode(), digest_size=8)
     sequences = table.column(Col.SEQUENCE_NUMBER)
     first, last = sequences[0].as_py().lstrip("0") or "0", sequences[-1].as_py().lstrip("0") or "0"
     return object_name(first, last, digest.hexdigest())
