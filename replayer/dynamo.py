@@ -10,7 +10,6 @@ converted to what the low-level client sends.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import threading
@@ -20,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.archive.aws import Failure, backoff, classify, describe, error_code
+from archiver.archive.dynamojson import to_client, to_client_item
 from replayer.lanes import RateLimiter
 
-__all__ = ["Op", "RestoreError", "TableWriter", "to_client"]
+__all__ = ["Op", "RestoreError", "TableWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +44,6 @@ class Op:
     item: dict[str, Any] | None = None
     version: dict[str, Any] | None = None  # the condition attribute's value in the change, if any
     size: int = 1
-
-
-def to_client(av: dict[str, Any]) -> dict[str, Any]:
-    """A Lambda-form attribute value with binary as bytes, as the low-level client expects."""
-    tag, v = next(iter(av.items()))
-    if tag == "B":
-        return {"B": base64.b64decode(v)}
-    if tag == "BS":
-        return {"BS": [base64.b64decode(x) for x in v]}
-    if tag == "M":
-        return {"M": {name: to_client(x) for name, x in v.items()}}
-    if tag == "L":
-        return {"L": [to_client(x) for x in v]}
-    return av
-
-
-def to_client_item(image: dict[str, Any]) -> dict[str, Any]:
-    return {name: to_client(av) for name, av in image.items()}
 
 
 class TableWriter:

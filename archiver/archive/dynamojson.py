@@ -9,6 +9,7 @@ reads single attributes for promoted columns.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from decimal import Decimal, InvalidOperation
@@ -28,6 +29,8 @@ __all__ = [
     "plain_json",
     "plain_keys",
     "plain_value",
+    "to_client",
+    "to_client_item",
     "valid_image",
     "valid_keys",
 ]
@@ -334,3 +337,29 @@ def plain_keys(keys: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[name] = v
     return out
+
+
+# --- to boto3's low-level client ----------------------------------------------------------
+
+
+def to_client(av: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda-form attribute value (binary as base64 text) as boto3's low-level client takes it.
+
+    Binary (``B``, ``BS``, inside maps and lists too) becomes bytes; everything else is
+    the same JSON the stream carried (numbers stay their text).
+    """
+    tag, v = next(iter(av.items()))
+    if tag == "B":
+        return {"B": base64.b64decode(v)}
+    if tag == "BS":
+        return {"BS": [base64.b64decode(x) for x in v]}
+    if tag == "M":
+        return {"M": {name: to_client(x) for name, x in v.items()}}
+    if tag == "L":
+        return {"L": [to_client(x) for x in v]}
+    return av
+
+
+def to_client_item(image: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda-form item (or key) as boto3's low-level client takes it: see :func:`to_client`."""
+    return {name: to_client(av) for name, av in image.items()}

@@ -23,6 +23,8 @@ from archiver.archive.dynamojson import (
     check_keys,
     json_number,
     plain_json,
+    to_client,
+    to_client_item,
 )
 from archiver.archive.errors import RecordError
 from tests.strategies import attribute_names, attribute_values, images, number_texts
@@ -467,3 +469,27 @@ def test_generated_numbers_are_valid_and_exact(text: str) -> None:
     assert Decimal(json_number(text)) == DESERIALIZER.deserialize({"N": text}) == Decimal(text)
     loaded = json.loads(plain_json({"n": {"N": text}}), parse_float=Decimal, parse_int=Decimal)
     assert loaded["n"] == Decimal(text)
+
+
+def test_items_go_to_the_low_level_client_with_binary_as_bytes() -> None:
+    # Given an item as the stream carries it: binary as base64 text, at any depth
+    item = {
+        "pk": {"S": "a"},
+        "n": {"N": "1.50"},
+        "b": {"B": "AAH/"},
+        "bs": {"BS": ["AA==", "/w=="]},
+        "m": {"M": {"inner": {"B": "AQ=="}, "s": {"SS": ["x"]}}},
+        "l": {"L": [{"B": "Ag=="}, {"NULL": True}]},
+    }
+    # When it is converted for boto3's client
+    converted = to_client_item(item)
+    # Then binary is bytes wherever it is, and every other value is as it was
+    assert converted == {
+        "pk": {"S": "a"},
+        "n": {"N": "1.50"},
+        "b": {"B": b"\x00\x01\xff"},
+        "bs": {"BS": [b"\x00", b"\xff"]},
+        "m": {"M": {"inner": {"B": b"\x01"}, "s": {"SS": ["x"]}}},
+        "l": {"L": [{"B": b"\x02"}, {"NULL": True}]},
+    }
+    assert to_client({"N": "1E-130"}) == {"N": "1E-130"}
