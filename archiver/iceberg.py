@@ -8,10 +8,14 @@ the table's data files the archive's own way (so ``_errors/``, ``_checkpoints/``
 the table's live snapshots references from its manifests (not only the current
 one: a file a compaction replaced stays referenced by the snapshots before it,
 and must not come back), and registers the others in place, in one commit
-(no copy, no rewrite; the statistics come from the footers). Nothing new,
-nothing committed. Every file holds one hour of changes, so the partition of
-each file follows from its ``change_time`` statistics; a file whose statistics
-leave its own hour is refused by name before anything is committed.
+(no copy, no rewrite; each file's ``DataFile`` is made from the footer the sync
+reads to check it, as pyiceberg's ``add_files`` would make it). Each commit
+records the listing it saw (:mod:`archiver.iceberg_listing`), so that the next
+sync looks only at the days whose files changed since, and reads only the
+manifests that can hold them. Nothing new, nothing committed. Every file holds
+one hour of changes, so the partition of each file follows from its
+``change_time`` statistics; a file whose statistics leave its own hour is
+refused by name before anything is committed.
 
 Before the first commit to a table, its registration
 (:class:`archiver.archive.lineage.Registration`, ``_iceberg/{table}.json``)
@@ -40,7 +44,8 @@ module (pyiceberg is the optional extra ``iceberg``; the Lambda sink never loads
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,11 +56,21 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import parquet_file_to_data_file, pyarrow_to_schema
-from pyiceberg.manifest import DataFile
+
+# What pyiceberg 0.12's parquet_file_to_data_file (add_files') does to each file, one step
+# at a time (see _data_files); the schema check is private, the rest public.
+from pyiceberg.io.pyarrow import (
+    _check_pyarrow_schema_compatible,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+    pyarrow_to_schema,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 from pyiceberg.table.sorting import (
     UNSORTED_SORT_ORDER,
@@ -66,6 +81,7 @@ from pyiceberg.table.sorting import (
 )
 from pyiceberg.transforms import HourTransform, IdentityTransform
 from pyiceberg.utils.concurrent import ExecutorFactory
+from pyiceberg.utils.properties import property_as_bool
 
 from archiver.archive.codec import check_columns, check_schema_version
 from archiver.archive.errors import ArchiveError, FormatError
@@ -78,6 +94,7 @@ from archiver.archive.reader import list_partitions, list_tables
 from archiver.archive.schema import COLUMNS, Col
 from archiver.archive.store import ArchiveStore, StoredObject
 from archiver.compact import Swap
+from archiver.iceberg_listing import Listing, day_of, manifests_of_days, recorded
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -229,12 +246,11 @@ def _sync_table(store: ArchiveStore, catalog: Catalog, namespace: str, name: str
 
     listed = list_partitions(store, name)
     files = [(p, obj) for p, found in listed for obj in found]
+    listing = Listing.of(files)
     table = load_table(catalog, namespace, name)
-    current = live_files(table, [table.current_snapshot()]) if table is not None else {}
-    known = referenced_files(table, current) if table is not None else set()
-    new = [(p, obj) for p, obj in files if location(store, obj) not in known]
+    current, new = _new_files(store, table, files, listing)
     plan = _Plan()
-    footers: list[pq.FileMetaData] = []
+    footers: list[_Footer] = []
     if new:
         footers = _footers(store, new)
         plan = _plan(store, new, footers, current, {obj.key for _, obj in files})
@@ -244,20 +260,18 @@ def _sync_table(store: ArchiveStore, catalog: Catalog, namespace: str, name: str
         return _unchanged(name, identifier, table, files_left_out=plan.left_out)
     register()
     adding = set(plan.added)
-    added_footers = [
-        meta for (_, obj), meta in zip(new, footers, strict=True) if location(store, obj) in adding
-    ]
+    added_footers = [footer for footer in footers if footer.path in adding]
     # (a swap may add no new file: its outputs were registered once already)
     arrow = (
-        pa.unify_schemas(
-            [meta.schema.to_arrow_schema().remove_metadata() for meta in added_footers]
-        )
+        pa.unify_schemas([footer.arrow.remove_metadata() for footer in added_footers])
         if added_footers
         else pa.schema([])
     )
     metrics = {
         f"{_METRICS}column.{column}": _COLUMN_METRICS for column in _with_statistics(added_footers)
     }
+    # What this commit saw of the archive, so that the next sync reads only what may be new.
+    seen, summary = listing.properties()
     added: tuple[str, ...] = ()
     transaction: Transaction
     if table is None:
@@ -267,7 +281,7 @@ def _sync_table(store: ArchiveStore, catalog: Catalog, namespace: str, name: str
             schema=schema,
             partition_spec=_partition_spec(schema),
             sort_order=_sort_order(schema, added_footers[-1]),
-            properties={f"{_METRICS}default": "none", **_NO_COMMIT_RETRIES, **metrics},
+            properties={f"{_METRICS}default": "none", **_NO_COMMIT_RETRIES, **metrics, **seen},
         )
     else:
         transaction = table.transaction()
@@ -277,16 +291,19 @@ def _sync_table(store: ArchiveStore, catalog: Catalog, namespace: str, name: str
             # promoted columns configured after the table was created
             with transaction.update_schema() as update:
                 update.union_by_name(arrow)
-        wanted = {**_NO_COMMIT_RETRIES, **metrics}
+        wanted = {**_NO_COMMIT_RETRIES, **metrics, **seen}
         missing = {key: mode for key, mode in wanted.items() if table.properties.get(key) != mode}
         if missing:
             transaction.set_properties(missing)
+    read = {footer.path: footer for footer in footers}
+    unread = [path for path in plan.added if path not in read]
+    if unread and table is not None:  # registered once already: not read as new
+        read.update((footer.path, footer) for footer in _read_footers(table.io, unread))
+    data_files = _data_files(_with_name_mapping(transaction), [read[path] for path in plan.added])
     if plan.removed and table is not None:  # swaps need a current snapshot
-        _overwrite(transaction, table.io, plan.removed, plan.added)
-    else:
-        # Checked against the snapshots' manifests above, once; pyiceberg's own check would
-        # read them all again.
-        transaction.add_files(plan.added, check_duplicate_files=False)
+        _overwrite(transaction, plan.removed, data_files, summary)
+    else:  # (no file twice: plan.added is what no snapshot references, and no retry re-applies)
+        _append(transaction, data_files, summary)
     committed = transaction.commit_transaction()
     snapshot = committed.current_snapshot()
     extra: dict[str, Any] = {"table": identifier, "files": len(plan.added)}
@@ -332,7 +349,7 @@ class _Plan:
 def _plan(
     store: ArchiveStore,
     new: list[tuple[Partition, StoredObject]],
-    footers: list[pq.FileMetaData],
+    footers: list[_Footer],
     current: dict[str, DataFile],
     present: set[str],
 ) -> _Plan:
@@ -346,9 +363,9 @@ def _plan(
     plan = _Plan()
     plain: list[str] = []
     groups: dict[tuple[Partition, Compaction], list[StoredObject]] = {}
-    for (partition, obj), meta in zip(new, footers, strict=True):
+    for (partition, obj), footer in zip(new, footers, strict=True):
         where = f"{store.uri}/{obj.key}"
-        lineage = Compaction.of(meta.metadata, where)
+        lineage = Compaction.of(footer.meta.metadata, where)
         if lineage is None:
             plain.append(location(store, obj))
             continue
@@ -400,38 +417,137 @@ def _at(store: ArchiveStore, key: str) -> str:
     return f"{store.uri.rstrip('/')}/{key}"
 
 
-def _overwrite(
-    transaction: Transaction, io: FileIO, removed: list[DataFile], added: list[str]
-) -> None:
-    """One snapshot that takes ``removed`` out and puts the files at ``added`` in (their
-    statistics read from their footers, as ``add_files`` reads them, through ``io``)."""
-    metadata = transaction.table_metadata
-    if metadata.name_mapping() is None:  # as add_files does: the files carry no field ids
-        transaction.set_properties(
-            {TableProperties.DEFAULT_NAME_MAPPING: metadata.schema().name_mapping.model_dump_json()}
-        )
-    metadata = transaction.table_metadata
-    executor = ExecutorFactory.get_or_create()
-    data_files = list(
-        executor.map(lambda path: parquet_file_to_data_file(io, metadata, path), added)
+def _append(transaction: Transaction, data_files: list[DataFile], summary: dict[str, str]) -> None:
+    """One snapshot that adds the files, made as ``add_files`` makes it."""
+    # As pyiceberg's Transaction._append_snapshot_producer chooses for add_files: a fast
+    # append, unless the table merges manifests.
+    merge = property_as_bool(
+        transaction.table_metadata.properties,
+        TableProperties.MANIFEST_MERGE_ENABLED,
+        TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT,
     )
-    with transaction.update_snapshot().overwrite() as overwrite:
+    update = transaction.update_snapshot(snapshot_properties=summary)
+    with update.merge_append() if merge else update.fast_append() as append:
+        for data_file in data_files:
+            append.append_data_file(data_file)
+
+
+def _overwrite(
+    transaction: Transaction,
+    removed: list[DataFile],
+    added: list[DataFile],
+    summary: dict[str, str] | None = None,
+) -> None:
+    """One snapshot that takes ``removed`` out and puts ``added`` in."""
+    with transaction.update_snapshot(snapshot_properties=summary or {}).overwrite() as overwrite:
         for data_file in removed:
             overwrite.delete_data_file(data_file)
-        for data_file in data_files:
+        for data_file in added:
             overwrite.append_data_file(data_file)
+
+
+def _with_name_mapping(transaction: Transaction) -> TableMetadata:
+    """The transaction's table metadata, with the name mapping ``add_files`` sets first (the
+    archive's files carry no field ids: their columns are found by name)."""
+    if transaction.table_metadata.name_mapping() is None:
+        mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
+        transaction.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
+    return transaction.table_metadata
+
+
+@dataclass(frozen=True, slots=True)
+class _Footer:
+    """A data file's footer, read once: all its DataFile is made of."""
+
+    path: str  # where the table's FileIO finds the file
+    meta: pq.FileMetaData
+    size: int  # the file's bytes
+    arrow: pa.Schema  # the footer's schema as Arrow's (made once: tens of µs each time)
+
+    @classmethod
+    def of(cls, path: str, meta: pq.FileMetaData, size: int) -> _Footer:
+        return cls(path, meta, size, meta.schema.to_arrow_schema())
+
+
+def _read_footers(io: FileIO, paths: Sequence[str]) -> list[_Footer]:
+    """The footers of the files at ``paths``, read through ``io`` as ``add_files`` reads them."""
+
+    def read(path: str) -> _Footer:
+        input_file = io.new_input(path)
+        with input_file.open() as stream:
+            meta = pq.read_metadata(stream)
+        return _Footer.of(path, meta, len(input_file))
+
+    return list(ExecutorFactory.get_or_create().map(read, paths))
+
+
+def _data_files(metadata: TableMetadata, footers: Sequence[_Footer]) -> list[DataFile]:
+    """Each file's DataFile, exactly as ``add_files`` makes it, from its footer already read.
+
+    pyiceberg's ``parquet_file_to_data_file`` (0.12) reads the footer again and then redoes
+    for every file what depends only on the table: the schema check, the statistics plan and
+    the mapping of Parquet columns to field ids. Here the check runs once per distinct file
+    schema and the plan and mapping once; the rest is that function's own per-file work,
+    step for step (``data_file_statistics_from_parquet_metadata``, ``DataFile.from_args``).
+
+    Raises
+    ------
+    ValueError
+        (pyiceberg's) A file whose columns the table's schema does not take.
+    """
+    schema = metadata.schema()
+    spec = metadata.spec()
+    stats_columns = compute_statistics_plan(schema, metadata.properties)
+    field_ids = parquet_path_to_id_mapping(schema)
+    checked: set[bytes] = set()
+    data_files = []
+    for footer in footers:
+        # The check reads the fields (names, types, field metadata), never the file's own
+        # key-value metadata, which differs from file to file.
+        shape = footer.arrow.remove_metadata().serialize().to_pybytes()
+        if shape not in checked:
+            _check_pyarrow_schema_compatible(
+                schema, footer.arrow, format_version=metadata.format_version
+            )
+            checked.add(shape)
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=footer.meta,
+            stats_columns=stats_columns,
+            parquet_column_mapping=field_ids,
+        )
+        data_files.append(
+            DataFile.from_args(
+                content=DataFileContent.DATA,
+                file_path=footer.path,
+                file_format=FileFormat.PARQUET,
+                partition=statistics.partition(spec, schema),
+                file_size_in_bytes=footer.size,
+                sort_order_id=None,
+                spec_id=metadata.default_spec_id,
+                equality_ids=None,
+                key_metadata=None,
+                **statistics.to_serialized_dict(),
+            )
+        )
+    return data_files
 
 
 # --- snapshots and their files ---------------------------------------------------------------
 
 
-def live_files(table: Table, snapshots: Iterable[Snapshot | None]) -> dict[str, DataFile]:
-    """The data files the snapshots reference (their manifests' live entries), by path."""
+def live_files(
+    table: Table,
+    snapshots: Iterable[Snapshot | None],
+    where: Callable[[ManifestFile], bool] | None = None,
+) -> dict[str, DataFile]:
+    """The data files the snapshots reference (their manifests' live entries), by path; with
+    ``where``, only those of the manifests it is true for."""
     manifests = {
         manifest.manifest_path: manifest
         for snapshot in snapshots
         if snapshot is not None
         for manifest in snapshot.manifests(table.io)
+        if where is None or where(manifest)
     }
     executor = ExecutorFactory.get_or_create()
     entries = executor.map(
@@ -441,17 +557,51 @@ def live_files(table: Table, snapshots: Iterable[Snapshot | None]) -> dict[str, 
     return {entry.data_file.file_path: entry.data_file for found in entries for entry in found}
 
 
+def _new_files(
+    store: ArchiveStore,
+    table: Table | None,
+    files: list[tuple[Partition, StoredObject]],
+    listing: Listing,
+) -> tuple[dict[str, DataFile], list[tuple[Partition, StoredObject]]]:
+    """The listed files no snapshot of the table references, and the current snapshot's files
+    of their hours (by path): what the sync plans its commit with.
+
+    Only the files of the days whose listing is not the one the table records can be new
+    (:mod:`archiver.iceberg_listing`), and only the manifests that reach those days are read;
+    all of them are when the table records no listing this lineage made.
+    """
+    if table is None:
+        return {}, files
+    before = recorded(table)
+    where = None
+    candidates = files
+    if before is not None:
+        days = listing.changed(before)
+        candidates = [(p, obj) for p, obj in files if day_of(p) in days]
+        if not candidates:
+            return {}, []
+        where = manifests_of_days(table.schema(), table.specs(), days)
+    current = live_files(table, [table.current_snapshot()], where)
+    known = referenced_files(table, current, where)
+    return current, [(p, obj) for p, obj in candidates if location(store, obj) not in known]
+
+
 def registered_files(table: Table) -> set[str]:
     """The data files the table's current snapshot references (live manifest entries)."""
     return set(live_files(table, [table.current_snapshot()]))
 
 
-def referenced_files(table: Table, current: dict[str, DataFile] | None = None) -> set[str]:
-    """The data files any of the table's snapshots references (``current``: the current one's)."""
+def referenced_files(
+    table: Table,
+    current: dict[str, DataFile] | None = None,
+    where: Callable[[ManifestFile], bool] | None = None,
+) -> set[str]:
+    """The data files any of the table's snapshots references (``current``: the current one's,
+    from the same manifests); with ``where``, only in the manifests it is true for."""
     snapshots = table.snapshots()
     head = table.current_snapshot()
     if current is None:
-        current = live_files(table, [head])
+        current = live_files(table, [head], where)
     ancestors = {s.snapshot_id for s in ancestors_of(head, table.metadata)}
     if all(
         s.snapshot_id in ancestors
@@ -461,7 +611,7 @@ def referenced_files(table: Table, current: dict[str, DataFile] | None = None) -
     ):
         # Appends only, in one line: each snapshot references its parent's files and more.
         return set(current)
-    return set(live_files(table, snapshots))
+    return set(live_files(table, snapshots, where))
 
 
 def location(store: ArchiveStore, obj: StoredObject) -> str:
@@ -551,7 +701,9 @@ class _TrackedTable:
         added = [_at(self.store, key) for swap in swaps for key in swap.added]
         try:
             transaction = self.table.transaction()
-            _overwrite(transaction, self.table.io, removed, added)
+            metadata = _with_name_mapping(transaction)
+            data_files = _data_files(metadata, _read_footers(self.table.io, added))
+            _overwrite(transaction, removed, data_files)
             snapshot = transaction.commit_transaction().current_snapshot()
         except Exception as err:  # the catalog's and pyiceberg's own errors
             raise IcebergSyncError(_one_line(err)) from err
@@ -561,24 +713,23 @@ class _TrackedTable:
 # --- the files' footers, and the table's shape --------------------------------------------------
 
 
-def _footers(
-    store: ArchiveStore, files: list[tuple[Partition, StoredObject]]
-) -> list[pq.FileMetaData]:
+def _footers(store: ArchiveStore, files: list[tuple[Partition, StoredObject]]) -> list[_Footer]:
     """Each file's footer, checked: an archive file of a known version, holding its path's hour."""
     partitions = {obj.key: partition for partition, obj in files}
 
-    def footer(obj: StoredObject) -> pq.FileMetaData:
+    def footer(obj: StoredObject) -> _Footer:
         name = f"{store.uri}/{obj.key}"
         with store.open(obj.key) as handle:
             try:
                 meta = pq.read_metadata(handle)
             except (pa.ArrowInvalid, OSError) as err:
                 raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
-        schema = meta.schema.to_arrow_schema()
-        check_schema_version(schema, name)
-        check_columns(schema, name)
-        _check_hour(meta, partitions[obj.key], name)
-        return meta
+            size = handle.seek(0, os.SEEK_END)  # its size, as the catalog's FileIO gives it
+        read = _Footer.of(location(store, obj), meta, size)
+        check_schema_version(read.arrow, name)
+        check_columns(read.arrow, name)
+        _check_hour(read, partitions[obj.key], name)
+        return read
 
     # A footer is a few KB, whatever the file's size: the bound on requests in flight counts.
     fetched = fetch_ahead([obj for _, obj in files], footer, weight=lambda obj: 0)
@@ -586,9 +737,10 @@ def _footers(
         return [item.result() for item in fetched]
 
 
-def _check_hour(meta: pq.FileMetaData, partition: Partition, name: str) -> None:
+def _check_hour(footer: _Footer, partition: Partition, name: str) -> None:
     """FormatError unless the file's change_time statistics lie inside its path's hour."""
-    index = meta.schema.to_arrow_schema().get_field_index(Col.CHANGE_TIME)
+    meta = footer.meta
+    index = footer.arrow.get_field_index(Col.CHANGE_TIME)
     start = partition.start
     end = start + timedelta(microseconds=US_PER_HOUR)
     for group in range(meta.num_row_groups):
@@ -610,11 +762,11 @@ def _utc(value: Any) -> datetime:
     return _EPOCH + timedelta(microseconds=int(value))
 
 
-def _with_statistics(footers: list[pq.FileMetaData]) -> list[str]:
+def _with_statistics(footers: list[_Footer]) -> list[str]:
     """The columns any of the files keeps statistics for (the archive writes them for a few)."""
     found: dict[str, None] = {}
-    for meta in footers:
-        names = meta.schema.to_arrow_schema().names
+    for footer in footers:
+        meta, names = footer.meta, footer.arrow.names
         for group in range(meta.num_row_groups):
             row_group = meta.row_group(group)
             for i in range(row_group.num_columns):
@@ -643,9 +795,9 @@ def _partition_spec(schema: Schema) -> PartitionSpec:
     )
 
 
-def _sort_order(schema: Schema, meta: pq.FileMetaData) -> SortOrder:
+def _sort_order(schema: Schema, footer: _Footer) -> SortOrder:
     """The order the file declares (``sorting_columns``): sequence number, or change time first."""
-    names = meta.schema.to_arrow_schema().names
+    meta, names = footer.meta, footer.arrow.names
     declared = meta.row_group(0).sorting_columns if meta.num_row_groups else ()
     fields = [
         SortField(

@@ -36,9 +36,10 @@ Where the time goes: in every child the sync's stages are timed, each the time
 in its own functions less that of stages called inside it (wall time of the
 main thread; work it hands to threads counts where it waits for it):
 start-up (interpreter and imports), loading the catalog, listing the archive,
-loading the table's metadata, reading the table's manifests for the files it
-already holds, reading the new files' footers (the sync's own checks),
-pyiceberg's ``add_files`` statistics (it reads every footer again), writing the
+loading the table's metadata, finding the files it already holds (the listing
+against the one the last commit recorded, then the manifests that can hold the
+others), reading the new files' footers (the sync's own checks), making each
+new file's ``DataFile`` from its footer (the statistics), writing the
 manifests and the manifest list, the catalog commit (metadata JSON and the SQL
 row), and the rest. One more run of the last step, on the restored state, runs
 under cProfile (every thread) for the functions inside those stages.
@@ -94,16 +95,18 @@ STAGES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         [("archiver.iceberg", "", "load_table")],
     ),
     "known": (
-        "read manifests: files already in the table",
+        "files already in the table: listing digest, manifests",
         [
+            ("archiver.iceberg_listing", "Listing", "of"),
+            ("archiver.iceberg", "", "_new_files"),
             ("archiver.iceberg", "", "live_files"),
             ("archiver.iceberg", "", "referenced_files"),
         ],
     ),
     "footers": ("read new files' footers (sync's checks)", [("archiver.iceberg", "", "_footers")]),
     "stats": (
-        "add_files: footers read again, statistics",
-        [("pyiceberg.table", "", "_parquet_files_to_data_files")],
+        "DataFiles from the footers (statistics)",
+        [("archiver.iceberg", "", "_data_files")],
     ),
     "create": (
         "create the table",
@@ -675,7 +678,7 @@ def top_functions(path: Path, count: int = 25) -> list[dict[str, Any]]:
 
 # The functions that do the per-file work of a sync, whose callees the profile breaks down.
 INSIDE = {
-    "parquet_file_to_data_file": "pyiceberg's statistics of one new file (add_files)",
+    "_data_files": "the DataFiles of the new files, from their footers",
     "footer": "the sync's own check of one new file's footer",
     "fetch_manifest_entry": "reading one manifest's entries (the files already in the table)",
 }

@@ -25,16 +25,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog import Catalog
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.manifest import DATA_FILE_TYPE, DEFAULT_READ_VERSION, DataFile, ManifestFile
 from pyiceberg.table import Table
 from pyiceberg.transforms import HourTransform
 
 from archiver import cli as archiver_cli
+from archiver import iceberg
 from archiver.archive.codec import order_rows
 from archiver.archive.reader import list_partitions
 from archiver.archive.rebuild import record_texts
 from archiver.archive.schema import parse_promoted_columns
 from archiver.archive.store import ArchiveStore, open_store
 from archiver.iceberg import load_catalog, registered_files, sync
+from archiver.iceberg_listing import LISTING
 from archiver.write import ArchiveOptions, archive_records
 from devkit.traffic import TableHistory
 from replayer import cli as replayer_cli
@@ -466,3 +471,150 @@ def test_files_the_sink_writes_during_a_sync_wait_for_the_next(
     assert int(snapshot.summary["added-data-files"]) == len(data_files(store, "orders") - listed)
     assert registered_files(table) == data_files(store, "orders")
     assert_scan_is_the_archive(table, archive, "orders")
+
+
+# --- what each sync reads, and the DataFiles it makes ------------------------------------------
+
+
+@pytest.fixture
+def manifests_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The manifests whose entries pyiceberg reads, one path per read (from any thread)."""
+    read: list[str] = []
+    fetch = ManifestFile.fetch_manifest_entry
+
+    def counted(self: ManifestFile, io: FileIO, discard_deleted: bool = True) -> Any:
+        read.append(self.manifest_path)
+        return fetch(self, io, discard_deleted=discard_deleted)
+
+    monkeypatch.setattr(ManifestFile, "fetch_manifest_entry", counted)
+    return read
+
+
+def manifests_by_sync(table: Table) -> list[str]:
+    """The manifest each snapshot added, oldest first (one per sync of new files)."""
+    added: list[str] = []
+    for snapshot in table.snapshots():
+        added += [
+            m.manifest_path
+            for m in snapshot.manifests(table.io)
+            if m.added_snapshot_id == snapshot.snapshot_id
+        ]
+    return added
+
+
+def test_a_sync_reads_the_manifests_of_the_days_with_new_files_only(
+    local_archive: str,
+    catalog_name: str,
+    iceberg_sync: Callable[..., Run],
+    manifests_read: list[str],
+) -> None:
+    # Given a table synced day by day, four syncs of four days (a change every 20 minutes)
+    store = open_store(local_archive)
+    history = TableHistory("orders", seed=51, seconds_per_change=1200.0)
+    changes = history.changes(4 * 72)
+    for day in range(4):
+        write_batches(store, changes[day * 72 : (day + 1) * 72], day, ArchiveOptions())
+        result = iceberg_sync("--archive", local_archive, "--catalog", catalog_name)
+        assert result.code == 0, result.messages
+    table = catalog(catalog_name).load_table((NAMESPACE, "orders"))
+    first, *_, last = manifests_by_sync(table)
+    assert len(manifests_by_sync(table)) == 4
+    # When nothing is new
+    manifests_read.clear()
+    result = iceberg_sync("--archive", local_archive, "--catalog", catalog_name)
+    # Then no manifest is read, and nothing committed
+    assert result.code == 0 and "unchanged" in result.messages, result.messages
+    assert manifests_read == []
+    # When the sink writes the last day's next batch
+    write_batches(store, history.changes(20), 7, ArchiveOptions())
+    result = iceberg_sync("--archive", local_archive, "--catalog", catalog_name)
+    # Then that day's manifest only is read (and the new files registered)
+    assert result.code == 0 and "orders +" in result.messages, result.messages
+    assert set(manifests_read) == {last}
+    # When a batch of the first day is retried late, with other boundaries (a new file there)
+    before = registered_files(catalog(catalog_name).load_table((NAMESPACE, "orders")))
+    manifests_read.clear()
+    report = archive_records(changes[5:30], store)
+    assert report.ok
+    result = iceberg_sync("--archive", local_archive, "--catalog", catalog_name)
+    # Then it is registered, and only it, from that day's manifest alone
+    assert result.code == 0, result.messages
+    assert set(manifests_read) == {first}
+    table = catalog(catalog_name).load_table((NAMESPACE, "orders"))
+    assert registered_files(table) == before | {f"{store.uri}/{key}" for key in report.files}
+    assert registered_files(table) == data_files(store, "orders")
+    assert_scan_is_the_archive(table, local_archive, "orders")
+
+
+def test_a_listing_no_snapshot_of_the_lineage_recorded_is_not_trusted(
+    local_archive: str,
+    catalog_name: str,
+    iceberg_sync: Callable[..., Run],
+    manifests_read: list[str],
+) -> None:
+    # Given a table synced twice, rolled back to its first snapshot, and the second expired by
+    # another tool that leaves the files it registered in the archive
+    store = open_store(local_archive)
+    history = TableHistory("orders", seed=52, seconds_per_change=60.0)
+    write_batches(store, history.changes(120), 1, ArchiveOptions())
+    assert iceberg_sync("--archive", local_archive, "--catalog", catalog_name).code == 0
+    synced = registered_files(catalog(catalog_name).load_table((NAMESPACE, "orders")))
+    write_batches(store, history.changes(120), 2, ArchiveOptions())
+    assert iceberg_sync("--archive", local_archive, "--catalog", catalog_name).code == 0
+    table = catalog(catalog_name).load_table((NAMESPACE, "orders"))
+    first, second = table.snapshots()
+    table.manage_snapshots().rollback_to_snapshot(first.snapshot_id).commit()
+    table.maintenance.expire_snapshots().by_id(second.snapshot_id).commit()
+    assert LISTING in table.properties  # (the second sync's record: of no snapshot any more)
+    manifests_read.clear()
+    # When it is synced
+    result = iceberg_sync("--archive", local_archive, "--catalog", catalog_name)
+    # Then the record is not trusted: every manifest is read, and the files no snapshot
+    # references any more are registered again
+    assert result.code == 0, result.messages
+    read = set(manifests_read)
+    table = catalog(catalog_name).load_table((NAMESPACE, "orders"))
+    assert read == set(manifests_by_sync(table)[:1])
+    assert registered_files(table) == data_files(store, "orders") != synced
+
+
+# Every field of a DataFile, as pyiceberg makes and writes them (its __eq__ compares paths).
+DATA_FILE_FIELDS = [field.name for field in DATA_FILE_TYPE[DEFAULT_READ_VERSION].fields]
+
+
+def assert_same_data_file(built: DataFile, expected: DataFile) -> None:
+    assert "lower_bounds" in DATA_FILE_FIELDS and len(DATA_FILE_FIELDS) >= 16
+    for name in DATA_FILE_FIELDS:
+        assert getattr(built, name) == getattr(expected, name), (name, built.file_path)
+
+
+def test_the_data_files_are_the_ones_add_files_makes(
+    archive: str, store: ArchiveStore, catalog_name: str, iceberg_sync: Callable[..., Run]
+) -> None:
+    # Given a table synced from files of two schemas (promoted columns configured later)
+    tables = {"orders": TableHistory("orders", seed=53, seconds_per_change=20.0)}
+    write_traffic(store, tables, 150)
+    assert iceberg_sync("--archive", archive, "--catalog", catalog_name).code == 0
+    write_traffic(store, tables, 150, PROMOTED, seed=10)
+    assert iceberg_sync("--archive", archive, "--catalog", catalog_name).code == 0
+    table = catalog(catalog_name).load_table((NAMESPACE, "orders"))
+    files = [(p, obj) for p, found in list_partitions(store, "orders") for obj in found]
+    sample = files[:3] + files[-3:]
+    assert {obj.key for _, obj in sample[:3]}.isdisjoint(obj.key for _, obj in sample[3:])
+    # When the sync makes their DataFiles from the footers it reads (its own checks')
+    built = iceberg._data_files(table.metadata, iceberg._footers(store, sample))
+    # Then each is, field for field, the one pyiceberg's add_files makes of that file
+    assert len(built) == len(sample)
+    for data_file in built:
+        expected = parquet_file_to_data_file(table.io, table.metadata, data_file.file_path)
+        assert_same_data_file(data_file, expected)
+    assert {data_file.partition[0] for data_file in built} == {
+        p.hour_start_us // 3_600_000_000 for p, _ in sample
+    }
+    # and so is every file the syncs registered, metrics and bounds included, as read back
+    committed = _live_data_files(table)
+    assert len(committed) == len(files)
+    for data_file in committed:
+        expected = parquet_file_to_data_file(table.io, table.metadata, data_file.file_path)
+        assert_same_data_file(data_file, expected)
+    assert any(data_file.lower_bounds for data_file in committed)
