@@ -12,6 +12,7 @@ overwrites itself. Keys are relative to the archive root.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,15 +111,21 @@ def parse_data_key(key: str) -> tuple[Partition, str] | None:
     match = _DATA_KEY.match(key)
     if match is None:
         return None
+    start_us = _day_start_us(match["dt"])
+    hour = int(match["hour"])
+    if start_us is None or hour > 23:
+        return None
+    return Partition(match["table"], start_us + hour * US_PER_HOUR), match["name"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_start_us(dt: str) -> int | None:
+    """Epoch microseconds of a ``dt=`` day's first instant, or None: parsed once per day."""
     try:
-        day = datetime.strptime(match["dt"], "%Y-%m-%d").replace(tzinfo=UTC)
+        day = datetime.strptime(dt, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         return None
-    hour = int(match["hour"])
-    if hour > 23:
-        return None
-    start_us = int((day - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
-    return Partition(match["table"], start_us + hour * US_PER_HOUR), match["name"]
+    return int((day - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
 
 
 def object_name(first: str, last: str, digest: str) -> str:

@@ -40,7 +40,7 @@ from .keymatch import key_mask
 from .layout import Partition, day_prefix, parse_data_key, table_prefix, validate_table_name
 from .rebuild import REBUILD_COLUMNS, record_texts
 from .schema import PARTITION_COLUMNS, Col
-from .store import ArchiveStore, StoredObject
+from .store import ArchiveStore, LocalStore, StoredObject
 
 __all__ = [
     "ORDER_COLUMNS",
@@ -153,7 +153,9 @@ def list_partitions(
 def _listings(store: ArchiveStore, prefixes: list[str]) -> Iterator[list[StoredObject]]:
     """``store.list`` of each prefix, in order, up to :data:`.fetch.IN_FLIGHT` at once (a year
     of days is 365 listings)."""
-    if len(prefixes) <= 1:
+    if len(prefixes) <= 1 or isinstance(store, LocalStore):
+        # A local folder has no latency to hide: listing threads would only take turns at the
+        # GIL (3.5 times slower over 10,000 files in 28 days).
         yield from (list(store.list(prefix)) for prefix in prefixes)
         return
     with ThreadPoolExecutor(min(fetch.IN_FLIGHT, len(prefixes)), thread_name_prefix="list") as pool:
