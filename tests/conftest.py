@@ -194,3 +194,17 @@ def lambda_server(_lambda_endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.endpoint)
     yield server
     server.functions.clear()
+
+
+@pytest.fixture
+def catalog_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh Iceberg SQL catalog on SQLite, configured as pyiceberg users do:
+    ``PYICEBERG_CATALOG__<NAME>__*`` variables (its tables' metadata under ``tmp_path``)."""
+    name = f"test{uuid.uuid4().hex[:8]}"
+    (tmp_path / "warehouse").mkdir()
+    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))  # no user's ~/.pyiceberg.yaml
+    prefix = f"PYICEBERG_CATALOG__{name.upper()}__"
+    monkeypatch.setenv(prefix + "TYPE", "sql")
+    monkeypatch.setenv(prefix + "URI", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv(prefix + "WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
+    return name

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,19 +107,6 @@ def data_files(store: ArchiveStore, table: str) -> set[str]:
 
 
 # --- the catalog and the commands -------------------------------------------------------------
-
-
-@pytest.fixture
-def catalog_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQL catalog on SQLite, configured as pyiceberg users do: PYICEBERG_CATALOG__*."""
-    name = f"test{uuid.uuid4().hex[:8]}"
-    (tmp_path / "warehouse").mkdir()
-    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))  # no user's ~/.pyiceberg.yaml
-    prefix = f"PYICEBERG_CATALOG__{name.upper()}__"
-    monkeypatch.setenv(prefix + "TYPE", "sql")
-    monkeypatch.setenv(prefix + "URI", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv(prefix + "WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
-    return name
 
 
 @pytest.fixture

@@ -41,9 +41,8 @@ from tests.functional import test_iceberg as synced
 from tests.functional.test_iceberg import NAMESPACE, Run, data_files, replayed, write_batches
 from tests.stores import Passthrough
 
-# The catalog (SQLite), the archive (a folder, and S3 on SeaweedFS, with the catalog's FileIO
-# pointed at it), the sink's store and the sync command, set up as test_iceberg sets them up.
-catalog_name = synced.catalog_name
+# The archive (a folder, and S3 on SeaweedFS, with the catalog's FileIO pointed at it), the
+# sink's store and the sync command, set up as test_iceberg sets them up (the catalog: conftest).
 archive = synced.archive
 store = synced.store
 iceberg_sync = synced.iceberg_sync

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,18 +26,6 @@ from devkit.traffic import TableHistory
 NAMESPACE = "history"
 LOCAL_ONLY = pytest.mark.parametrize("archive_uri", ["local"], indirect=True)
 CONTEXT = SimpleNamespace(aws_request_id="req-1", function_name="iceberg-sync")
-
-
-@pytest.fixture
-def catalog_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    name = f"sched{uuid.uuid4().hex[:8]}"
-    (tmp_path / "warehouse").mkdir()
-    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))
-    prefix = f"PYICEBERG_CATALOG__{name.upper()}__"
-    monkeypatch.setenv(prefix + "TYPE", "sql")
-    monkeypatch.setenv(prefix + "URI", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv(prefix + "WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
-    return name
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import random
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,19 +57,6 @@ def write_batches(store: ArchiveStore, records: list[dict[str, Any]], seed: int)
             report = archive_records(batch, store)
             assert report.ok, report.errors
         start += size
-
-
-@pytest.fixture
-def catalog_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQL catalog on SQLite, configured as pyiceberg users do: PYICEBERG_CATALOG__*."""
-    name = f"test{uuid.uuid4().hex[:8]}"
-    (tmp_path / "warehouse").mkdir()
-    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))  # no user's ~/.pyiceberg.yaml
-    prefix = f"PYICEBERG_CATALOG__{name.upper()}__"
-    monkeypatch.setenv(prefix + "TYPE", "sql")
-    monkeypatch.setenv(prefix + "URI", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv(prefix + "WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
-    return name
 
 
 def catalog(name: str) -> Catalog:
