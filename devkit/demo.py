@@ -33,14 +33,17 @@ def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> str:
-    """Run a console script as a user would, and return its stdout."""
+def run_cli(args: list[str], env: dict[str, str], *, summary: bool = False) -> str:
+    """Run a console script as a user would, and return its stdout (``summary``: print its
+    stderr, where the archiver's commands write their one-line summary)."""
     bin_dir = Path(sys.executable).parent
     result = subprocess.run(
         [str(bin_dir / args[0]), *args[1:]], env=env, capture_output=True, text=True
     )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    if summary:
+        print(f"    {result.stderr.strip()}")
     return result.stdout
 
 
@@ -138,17 +141,7 @@ def iceberg_demo(env: dict[str, str]) -> None:
     args = ["archiver", "iceberg-sync", "--archive", str(LOCAL_ARCHIVE), "--catalog", "demo", "-q"]
     for attempt in ("first run", "again: nothing new, nothing committed"):
         say(f"{' '.join(args[:-1]).replace(str(ROOT) + '/', './')}  ({attempt})")
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / args[0]), *args[1:]],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            raise SystemExit(
-                f"archiver iceberg-sync failed ({result.returncode}):\n{result.stderr}"
-            )
-        print(f"    {result.stderr.strip()}")
+        run_cli(args, env, summary=True)
     orders = load_catalog("demo", **properties).load_table("dynamodb_archive.orders")
     rows = orders.scan(selected_fields=("event_id",)).to_arrow()
     distinct = len(set(rows.column("event_id").to_pylist()))
@@ -161,18 +154,11 @@ def iceberg_demo(env: dict[str, str]) -> None:
     assert before is not None
     files_before = len(list(orders.scan().plan_files()))
     say("archiver compact --archive ./demo-archive --iceberg demo  (one Iceberg commit per table)")
-    compact = ["compact", "--archive", str(LOCAL_ARCHIVE), "--iceberg", "demo", "-q"]
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "archiver"), *compact],
-        env=env,
-        capture_output=True,
-        text=True,
+    run_cli(
+        ["archiver", "compact", "--archive", str(LOCAL_ARCHIVE), "--iceberg", "demo", "-q"],
+        env,
+        summary=True,
     )
-    if result.returncode != 0:
-        raise SystemExit(
-            f"archiver compact --iceberg failed ({result.returncode}):\n{result.stderr}"
-        )
-    print(f"    {result.stderr.strip()}")
     orders = load_catalog("demo", **properties).load_table("dynamodb_archive.orders")
     rows = orders.scan(selected_fields=("event_id",)).to_arrow()
     files_after = len(list(orders.scan().plan_files()))
