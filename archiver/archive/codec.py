@@ -196,7 +196,7 @@ _JSON_TEXT_COLUMNS = frozenset(
 )
 
 
-def _text_array(values: list[bytes | None]) -> pa.Array:
+def _text_array(values: list[bytes | None]) -> pa.Array | pa.ChunkedArray:
     """UTF-8 bytes as a string array: copied as binary, then checked as UTF-8 in one pass.
 
     Arrow converts bytes to a string array a value at a time, at about five times the cost
@@ -204,9 +204,20 @@ def _text_array(values: list[bytes | None]) -> pa.Array:
     NewImage column of a 6 MB event); the result is the same array, and text that is not
     UTF-8 is refused all the same (ArrowInvalid).
     """
-    array = pa.array(values, type=pa.binary()).view(pa.string())
-    array.validate(full=True)
-    return array
+    return _as_text(pa.array(values, type=pa.binary()))
+
+
+def _as_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Binary as string, checked as UTF-8 (ArrowInvalid if it is not).
+
+    Past 2 GiB in one column (10,000 rows of large items), Arrow gives the binary in
+    chunks, and a chunked array has no view: each chunk is viewed on its own.
+    """
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([_as_text(chunk) for chunk in array.chunks], pa.string())
+    text = array.view(pa.string())
+    text.validate(full=True)
+    return text
 
 
 def _writer(sink: Any, schema: pa.Schema, *, kinesis: bool) -> pq.ParquetWriter:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archiver.archive import codec
 from archiver.archive.codec import (
     batch_name,
     encode_records,
@@ -483,3 +484,19 @@ def test_a_large_batch_is_written_a_row_group_at_a_time_and_reads_back_whole() -
     ]
     assert all(meta.row_group(i).sorting_columns for i in range(meta.num_row_groups))
     assert read_texts(data) == [orjson.dumps(r) for r in raws]
+
+
+def test_json_text_columns_are_checked_as_utf8_whole_or_in_chunks() -> None:
+    # Given UTF-8 text as binary, whole and in chunks (as Arrow gives a column past 2 GiB)
+    whole = pa.array([b'{"a":"\xc3\xa9"}', None, b"{}"], pa.binary())
+    chunked = pa.chunked_array([whole.slice(0, 1), whole.slice(1)])
+    # When they become the archive's string columns
+    # Then they are the same text, as strings, chunks kept
+    assert codec._as_text(whole).to_pylist() == ['{"a":"é"}', None, "{}"]
+    as_chunks = codec._as_text(chunked)
+    assert isinstance(as_chunks, pa.ChunkedArray) and as_chunks.type == pa.string()
+    assert as_chunks.to_pylist() == ['{"a":"é"}', None, "{}"]
+    # and text that is not UTF-8 is refused, in any chunk
+    bad = pa.chunked_array([whole.slice(0, 1), pa.array([b"\xff"], pa.binary())])
+    with pytest.raises(pa.ArrowInvalid):
+        codec._as_text(bad)
