@@ -19,6 +19,7 @@ import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from archiver import decode
 from archiver.archive.codec import item_key
@@ -1131,3 +1132,24 @@ def test_typed_records_decodes_a_plain_event_at_once_and_declines_any_other() ->
     assert broken != body and typed_records(broken) is None
     good = orjson.dumps({"Records": [*plain, {**make_record(), "eventID": "é"}]})
     assert not good.isascii() and typed_records(good) is not None
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@PROPERTY
+@given(
+    st.binary(max_size=64)
+    | st.text(max_size=32).map(lambda t: t.encode("utf-8", "surrogatepass"))
+    | st.sampled_from([b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe0\x80\xaf"])
+)
+def test_the_whole_body_utf8_check_agrees_with_python(data: bytes) -> None:
+    # typed_records checks an event's UTF-8 in one pass (Arrow's validator) and its records
+    # then skip their own check (Python's strict decoding): the two must agree on any bytes,
+    # encoded surrogates, overlong forms and code points past U+10FFFF included
+    assert decode._utf8_buffer(data) == _decodes(data)
