@@ -61,7 +61,10 @@ def histories() -> dict[str, TableHistory]:
 
 
 def write_batches(
-    store: ArchiveStore, records: list[dict[str, Any]], seed: int, options: ArchiveOptions
+    store: ArchiveStore,
+    records: list[dict[str, Any]],
+    seed: int,
+    options: ArchiveOptions = ArchiveOptions(),
 ) -> None:
     """Lambda batches of 20 to 50; about a third retried with other boundaries (stored twice)."""
     rng = random.Random(seed)

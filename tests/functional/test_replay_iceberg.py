@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -30,11 +29,12 @@ from pyiceberg.table import Table
 from archiver import cli as archiver_cli
 from archiver.archive.icebergfiles import load_catalog
 from archiver.archive.reader import list_partitions
-from archiver.archive.store import ArchiveStore, open_store
+from archiver.archive.store import open_store
 from archiver.archive.times import format_us
 from archiver.write import archive_records
 from devkit.traffic import TableHistory
 from replayer import cli as replayer_cli
+from tests.functional.test_iceberg import write_batches
 
 ROOT = Path(__file__).parents[2]
 NAMESPACE = "dynamodb_archive"
@@ -42,21 +42,6 @@ KEY = (("pk", "S"), ("sk", "N"))
 
 
 # --- the archive and the catalog ------------------------------------------------------------------
-
-
-def write_batches(store: ArchiveStore, records: list[dict[str, Any]], seed: int) -> None:
-    """Lambda batches of 20 to 50; about a third retried with other boundaries (stored twice)."""
-    rng = random.Random(seed)
-    start = 0
-    while start < len(records):
-        size = rng.randrange(20, 51)
-        batches = [records[start : start + size]]
-        if rng.random() < 0.35:
-            batches.append(records[max(0, start - rng.randrange(1, 15)) : start + size + 5])
-        for batch in batches:
-            report = archive_records(batch, store)
-            assert report.ok, report.errors
-        start += size
 
 
 def catalog(name: str) -> Catalog:
