@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
@@ -150,6 +151,7 @@ class _Identity(msgspec.Struct):
 
 
 _encode = msgspec.json.encode
+_intern = sys.intern
 _FAST = msgspec.json.Decoder(_FastRecord)
 _FAST_KINESIS = msgspec.json.Decoder(_FastKinesisRecord)
 _FAST_CHANGE = msgspec.json.Decoder(_FastChange)
@@ -638,6 +640,12 @@ def _fast_record(
     columns = _key_cache.get(keys) or _key_columns(keys)
     if columns is None:
         return None
+    # One string per region and stream ARN, not one per record: a buffered record keeps both.
+    region = fast.awsRegion
+    if region is not None:
+        region = _intern(region)
+    if arn is not None:
+        arn = _intern(arn)
     identity: bytes | None = None
     ttl = False
     if fast.userIdentity is not _ABSENT:
@@ -667,7 +675,7 @@ def _fast_record(
         arn,
         view,
         ddb.SizeBytes,
-        fast.awsRegion,
+        region,
         identity,
         ttl,
         shard_id,
