@@ -51,7 +51,15 @@ from archiver.streams import (
     last_position,
     ready_shards,
 )
-from archiver.write import ArchiveOptions, ArchiveReport, Decoded, write_decoded
+from archiver.write import (
+    ArchiveOptions,
+    ArchiveReport,
+    Decoded,
+    EncodedFile,
+    encode_decoded,
+    oldest_change_us,
+    store_files,
+)
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -175,7 +183,11 @@ class Poller:
         # still that text: a record costs about its size (a parsed one, some 20 times that),
         # the page it came from is freed at once, and the cyclic GC does not track them.
         self.buffer = Decoded()
-        self.buffer_bytes = 0
+        # Files a failed flush encoded and could not store: kept, compressed, until they are.
+        self.unwritten: list[EncodedFile] = []
+        self.unwritten_oldest_us: int | None = None  # the oldest change time among them
+        self.buffered = 0  # records read and not yet durably written, buffered or unwritten
+        self.buffer_bytes = 0  # the text of those records
         self.buffer_since: float | None = None
         self.flush_backoff = 0.0
         self.flush_retry_at = float("-inf")  # a failed flush is tried again from then on
@@ -367,18 +379,18 @@ class Poller:
         self.buffer.add(
             records, self.options, [shard_id] * len(records), stream_arn=self.source.stream_arn
         )
+        self.buffered += len(records)
         self.buffer_bytes += sum(map(len, records))
 
     def buffer_full(self) -> bool:
         return (
-            self.buffer.count >= self.policy.max_records
-            or self.buffer_bytes >= self.policy.max_bytes
+            self.buffered >= self.policy.max_records or self.buffer_bytes >= self.policy.max_bytes
         )
 
     def should_flush(self) -> bool:
         if self.clock() < self.flush_retry_at:
             return False
-        if not self.buffer.count:
+        if not self.buffered:
             return bool(self.pending_finished)
         return self.buffer_full() or (
             self.buffer_since is not None
@@ -386,7 +398,13 @@ class Poller:
         )
 
     def flush(self) -> None:
-        """Write the buffer, then checkpoint what it covered. A failed write keeps the buffer.
+        """Write the buffer, then checkpoint what it covered. What failed is kept to try again.
+
+        The buffer is encoded a row group at a time, each record let go once encoded, so a
+        flush never holds the records and their Parquet twice over. A file the store does not
+        take is kept as it was encoded, a quarter of its records' size, and the next flush
+        stores it before the checkpoint moves; the files that went through are not written
+        again.
 
         Raises
         ------
@@ -395,11 +413,19 @@ class Poller:
         """
         positions = {sid: s.read_through for sid, s in self.shards.items() if s.read_through}
         finished = set(self.pending_finished)
-        count = self.buffer.count
+        count = self.buffered
         if count:
             started = self.clock()
-            report = write_decoded(self.buffer, self.store, self.options)
-            if report.failed_positions:
+            report = ArchiveReport(received=count)
+            oldest = [t for t in (self.unwritten_oldest_us, oldest_change_us(self.buffer)) if t]
+            report.oldest_change_us = self.unwritten_oldest_us = min(oldest, default=None)
+            unwritten = store_files(self.unwritten, self.store, report)
+            if self.buffer.count:
+                files = encode_decoded(self.buffer, self.options, consume=True)
+                self.buffer = Decoded()
+                unwritten += store_files(files, self.store, report)
+            self.unwritten = unwritten
+            if unwritten:
                 self._failed(report, count)
                 return
             self.flush_backoff, self.flush_retry_at = 0.0, float("-inf")
@@ -431,7 +457,8 @@ class Poller:
                 "checkpoint write failed (the data is archived; a restart re-reads it): %s", err
             )
         self.pending_finished -= finished
-        self.buffer, self.buffer_bytes, self.buffer_since = Decoded(), 0, None
+        self.buffered, self.buffer_bytes, self.buffer_since = 0, 0, None
+        self.unwritten_oldest_us = None
 
     def _failed(self, report: ArchiveReport, count: int) -> None:
         terminal = next((err for err in report.failures if not err.transient), None)
@@ -461,7 +488,7 @@ class Poller:
             extra={
                 "records_per_s": round(rate, 1),
                 "shards": len(self.shards),
-                "buffered": self.buffer.count,
+                "buffered": self.buffered,
                 "lag_s": lag,
             },
         )

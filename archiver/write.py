@@ -12,7 +12,7 @@ import gc
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +30,17 @@ from archiver.batch import make_batches
 from archiver.decode import as_text, decode_record, table_of
 from archiver.jsontext import JsonTextError, decode_members
 
-__all__ = ["ArchiveOptions", "ArchiveReport", "Decoded", "archive_records", "write_decoded"]
+__all__ = [
+    "ArchiveOptions",
+    "ArchiveReport",
+    "Decoded",
+    "EncodedFile",
+    "archive_records",
+    "encode_decoded",
+    "oldest_change_us",
+    "store_files",
+    "write_decoded",
+]
 
 log = logging.getLogger(__name__)
 
@@ -185,42 +195,115 @@ def write_decoded(
     ``decoded`` is left as it was, so a caller can write it again after a failure.
     """
     report = ArchiveReport(received=decoded.count)
-    with paused_gc():
-        records = decoded.records
-        report.oldest_change_us = min((r.change_time_us for r in records), default=None)
-        for batch in make_batches(zip(decoded.positions, records, strict=True)):
-            key = batch.partition.key(batch_name(batch.records))
-            try:
-                data = encode_records(batch.records, options.promoted, options.plain_images)
-                store.put(key, data)
-            except StoreError as err:
-                report.failed_positions.update(batch.positions)
-                report.errors.append(f"{key}: {err}")
-                report.failures.append(err)
-                log.error(
-                    "write failed",
-                    extra={"key": key, "records": len(batch.positions), "error": str(err)},
-                )
-                continue
-            report.archived += len(batch.positions)
-            report.files.append(key)
-            report.bytes_written += len(data)
-            log.info(
-                "wrote object",
-                extra={"key": key, "records": len(batch.records), "bytes": len(data)},
-            )
-        if decoded.dead:
-            _write_dead_letters(decoded.dead, store, options, report, origins)
+    report.oldest_change_us = oldest_change_us(decoded)
+    store_files(encode_decoded(decoded, options, origins=origins), store, report)
     return report
 
 
-def _write_dead_letters(
+@dataclass(slots=True)
+class EncodedFile:
+    """One file of a batch, encoded and not yet stored, with the positions it covers.
+
+    A dead-letter file also carries each record's problem, logged once the file is stored.
+    """
+
+    key: str
+    data: bytes
+    positions: Sequence[int]
+    rows: int
+    problems: Sequence[tuple[int, RecordError]] = ()
+    origins: Sequence[str] | None = None
+
+    @property
+    def dead_letters(self) -> bool:
+        return bool(self.problems)
+
+
+def oldest_change_us(decoded: Decoded) -> int | None:
+    """The earliest change time among the decoded records (the stream's iterator age)."""
+    return min((r.change_time_us for r in decoded.records), default=None)
+
+
+def encode_decoded(
+    decoded: Decoded,
+    options: ArchiveOptions = ArchiveOptions(),
+    *,
+    origins: Sequence[str] | None = None,
+    consume: bool = False,
+) -> Iterator[EncodedFile]:
+    """The files of ``decoded``, one at a time: a Parquet file per partition, then dead letters.
+
+    With ``consume``, ``decoded`` is emptied at once and each record is let go as soon as
+    its row group is encoded, so a large buffer (the poller's) is never held twice over:
+    the records and their Arrow copy and the Parquet output. What is not yet stored is then
+    the files themselves, a quarter of the records' size.
+    """
+    with paused_gc():
+        batches = make_batches(zip(decoded.positions, decoded.records, strict=True))
+        dead = decoded.dead
+        if consume:
+            decoded.positions, decoded.records, decoded.dead = [], [], []
+        batches.reverse()  # popped from the end: each batch is let go once encoded
+        while batches:
+            batch = batches.pop()
+            key = batch.partition.key(batch_name(batch.records))
+            records, positions = list(batch.records), batch.positions
+            del batch
+            rows = len(records)
+            data = encode_records(records, options.promoted, options.plain_images, consume=consume)
+            del records
+            yield EncodedFile(key, data, positions, rows)
+        if dead:
+            yield from _dead_letter_files(dead, options, origins)
+
+
+def store_files(
+    files: Iterable[EncodedFile], store: ArchiveStore, report: ArchiveReport
+) -> list[EncodedFile]:
+    """Put each file into ``store`` and count it in ``report``; the files that failed."""
+    failed = []
+    for file in files:
+        kind = "dead-letter write failed" if file.dead_letters else "write failed"
+        try:
+            store.put(file.key, file.data)
+        except StoreError as err:
+            failed.append(file)
+            report.failed_positions.update(file.positions)
+            report.errors.append(f"{file.key}: {err}")
+            report.failures.append(err)
+            log.error(
+                kind,
+                extra={"key": file.key, "records": len(file.positions), "error": str(err)},
+            )
+            continue
+        report.files.append(file.key)
+        report.bytes_written += len(file.data)
+        if file.dead_letters:
+            for position, problem in file.problems:
+                log.warning(
+                    "dead-lettered record",
+                    extra={
+                        "position": position,
+                        **({"origin": file.origins[position]} if file.origins is not None else {}),
+                        "where": problem.where,
+                        "reason": problem.reason,
+                        "key": file.key,
+                    },
+                )
+            report.dead_lettered += len(file.positions)
+        else:
+            report.archived += len(file.positions)
+        log.info(
+            "wrote object", extra={"key": file.key, "records": file.rows, "bytes": len(file.data)}
+        )
+    return failed
+
+
+def _dead_letter_files(
     dead: list[tuple[int, Any, RecordError]],
-    store: ArchiveStore,
     options: ArchiveOptions,
-    report: ArchiveReport,
     origins: Sequence[str] | None,
-) -> None:
+) -> Iterator[EncodedFile]:
     groups: dict[tuple[str | None, str | None], list[tuple[int, Any, RecordError]]] = {}
     for item in dead:
         text = _text_of(item[1])
@@ -241,32 +324,14 @@ def _write_dead_letters(
         ]
         data = b"\n".join(lines) + b"\n"
         key = dead_letter_key(table, day, hashlib.blake2b(data, digest_size=8).hexdigest())
-        try:
-            store.put(key, data)
-        except StoreError as err:
-            report.failed_positions.update(p for p, _, _ in items)
-            report.errors.append(f"{key}: {err}")
-            report.failures.append(err)
-            log.error(
-                "dead-letter write failed",
-                extra={"key": key, "records": len(items), "error": str(err)},
-            )
-            continue
-        for position, _, problem in items:
-            log.warning(
-                "dead-lettered record",
-                extra={
-                    "position": position,
-                    **({"origin": origins[position]} if origins is not None else {}),
-                    "where": problem.where,
-                    "reason": problem.reason,
-                    "key": key,
-                },
-            )
-        log.info("wrote object", extra={"key": key, "records": len(items), "bytes": len(data)})
-        report.dead_lettered += len(items)
-        report.files.append(key)
-        report.bytes_written += len(data)
+        yield EncodedFile(
+            key,
+            data,
+            [position for position, _, _ in items],
+            len(items),
+            [(position, err) for position, _, err in items],
+            origins,
+        )
 
 
 def _text_of(raw: Any) -> bytes | None:

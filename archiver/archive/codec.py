@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from itertools import accumulate
+from typing import IO, Any, cast
 
 import msgspec
 import orjson
@@ -94,6 +95,8 @@ def encode_records(
     records: Sequence[ChangeRecord],
     promoted: tuple[PromotedColumn, ...] = (),
     plain_images: bool = False,
+    *,
+    consume: bool = False,
 ) -> bytes:
     """Encode records (already sorted and free of duplicates) as a zstd Parquet file.
 
@@ -106,6 +109,10 @@ def encode_records(
     plain_images
         Also write ``new_image_plain``/``old_image_plain`` (a second pass over
         every image; off by default).
+    consume
+        Let go of each row group's records once it is encoded: ``records`` (then a list) is
+        emptied as the file is written, so that the records it alone holds give their memory
+        to the row groups after them (the poller's flush).
 
     Returns
     -------
@@ -125,8 +132,13 @@ def encode_records(
         for start in range(0, len(records), ROW_GROUP_ROWS):
             if start:
                 pool.release_unused()
-            part = records[start : start + ROW_GROUP_ROWS]
+            if consume:
+                part = records[:ROW_GROUP_ROWS]
+                del cast(list[ChangeRecord], records)[:ROW_GROUP_ROWS]
+            else:
+                part = records[start : start + ROW_GROUP_ROWS]
             writer.write_table(_table(part, schema, promoted, plain_images))
+            del part
     data: bytes = sink.getvalue().to_pybytes()
     return data
 
@@ -197,14 +209,28 @@ _JSON_TEXT_COLUMNS = frozenset(
 
 
 def _text_array(values: list[bytes | None]) -> pa.Array | pa.ChunkedArray:
-    """UTF-8 bytes as a string array: copied as binary, then checked as UTF-8 in one pass.
+    """UTF-8 bytes as a string array: joined into one buffer, then checked as UTF-8 in one pass.
 
-    Arrow converts bytes to a string array a value at a time, at about five times the cost
-    of a binary copy and one validation of the whole buffer (2.6 ms against 0.65 ms for the
-    NewImage column of a 6 MB event); the result is the same array, and text that is not
+    Arrow converts bytes to a string array a value at a time, and its builder grows by
+    doubling; the values joined once, with their offsets, make the same array in a third of
+    the time, at its exact size (a buffer the array shares, not a copy). Text that is not
     UTF-8 is refused all the same (ArrowInvalid).
     """
-    return _as_text(pa.array(values, type=pa.binary()))
+    nulls = values.count(None)
+    present = [v for v in values if v is not None] if nulls else cast(list[bytes], values)
+    data = b"".join(present)
+    if len(data) > _MAX_OFFSET:  # past 2 GiB: Arrow's own conversion, which chunks the array
+        return _as_text(pa.array(values, type=pa.binary()))
+    lengths = [0 if v is None else len(v) for v in values] if nulls else list(map(len, present))
+    offsets = pa.array([0, *accumulate(lengths)], pa.int32()).buffers()[1]
+    validity = pa.array([v is not None for v in values]).buffers()[1] if nulls else None
+    binary = pa.Array.from_buffers(
+        pa.binary(), len(values), [validity, offsets, pa.py_buffer(data)], null_count=nulls
+    )
+    return _as_text(binary)
+
+
+_MAX_OFFSET = 2**31 - 1
 
 
 def _as_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -238,6 +238,22 @@ def test_same_records_same_bytes_and_name() -> None:
     assert batch_name(other) != name  # same sequence range, other events: another file
 
 
+def test_a_consumed_list_is_emptied_and_encodes_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given records spanning several row groups (of two rows here)
+    monkeypatch.setattr(codec, "ROW_GROUP_ROWS", 2)
+    decoded = [decode_record(_record(f"1000000000000000000{i:02}", str(i))) for i in range(1, 8)]
+    kept = encode_records(decoded)
+    # When they are encoded with consume
+    records = list(decoded)
+    data = encode_records(records, consume=True)
+    # Then the file is the same, the list is empty, and the row groups are as many
+    assert data == kept and records == []
+    assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups == 4
+    assert [r["eventID"] for r in read_back(data)] == [r.event_id for r in decoded]
+
+
 # --- order_rows ---------------------------------------------------------------------------
 
 
@@ -500,3 +516,32 @@ def test_json_text_columns_are_checked_as_utf8_whole_or_in_chunks() -> None:
     bad = pa.chunked_array([whole.slice(0, 1), pa.array([b"\xff"], pa.binary())])
     with pytest.raises(pa.ArrowInvalid):
         codec._as_text(bad)
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.text().map(str.encode), st.binary(max_size=8)), max_size=30)
+)
+@settings(max_examples=300, deadline=None)
+def test_a_text_column_is_the_array_arrow_would_make(values: list[bytes | None]) -> None:
+    # Given any values: UTF-8 text, null, or any bytes (often not UTF-8)
+    try:
+        expected = pa.array(values, pa.string())
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        expected = None
+    # When the codec makes its column of them
+    # Then it is the same array Arrow makes value by value, or refused as Arrow refuses it
+    if expected is None:
+        with pytest.raises(pa.ArrowInvalid):
+            codec._text_array(values)
+    else:
+        made = codec._text_array(values)
+        made.validate(full=True)
+        assert made.equals(expected) and made.null_count == expected.null_count
+
+
+def test_a_text_column_past_the_offsets_range_is_made_in_chunks_by_arrow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(codec, "_MAX_OFFSET", 4)
+    made = codec._text_array([b'"abc"', None, b"{}"])
+    assert made.type == pa.string() and made.to_pylist() == ['"abc"', None, "{}"]

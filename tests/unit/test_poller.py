@@ -375,11 +375,13 @@ class RecordingStore(Passthrough):
         self.failing: Callable[[str], bool] = lambda key: False
         self.refusal: type[StoreError] = StoreUnavailable  # what a failing put raises
         self.attempts = 0
+        self.refused: list[tuple[str, bytes]] = []
         self.on_put: list[Callable[[str, bytes], None]] = []
 
     def put(self, key: str, data: bytes) -> None:
         self.attempts += 1
         if self.failing(key):
+            self.refused.append((key, data))
             raise self.refusal(f"scripted refusal writing {key}")
         for hook in self.on_put:
             hook(key, data)
@@ -576,7 +578,7 @@ def test_a_page_that_is_not_a_get_records_response_backs_off_and_loses_nothing(
     # Then it is logged, the shard rests, and the same position is read again after the pause
     assert "GetRecords on " + ARN in caplog.text
     assert poller.shards["shard-1"].idle_until > rig.clock.now
-    assert poller.buffer.count == 0
+    assert poller.buffered == 0
     rig.stop_when_drained()
     poller.run()
     reads = fake.reads("shard-1")
@@ -721,7 +723,7 @@ def test_a_closed_shard_is_retired_in_the_checkpoint_only_after_its_data_is_writ
     # Then the shard is not retired, nothing is checkpointed, the buffer is kept
     assert rig.store.checkpoint_puts() == []
     assert "shard-a" not in poller.checkpoints.finished
-    assert poller.buffer.count == 3
+    assert poller.buffered == 3
 
     # and once the store is back, data first, then the checkpoint retiring the shard
     rig.store.failing = lambda key: False
@@ -1026,19 +1028,27 @@ def test_a_failed_write_keeps_the_buffer_and_does_not_advance_the_checkpoint(
 
     # Then the buffer is kept and neither the saved nor the in-memory checkpoint moves
     assert "flush failed" in caplog.text
-    assert poller.buffer.count == 4
+    assert poller.buffered == 4
     (written_hour_10,) = rig.store.puts[puts_before:]
     assert "/hour=10/" in written_hour_10[0]
     assert rig.checkpoint()["positions"] == {"shard-1": seq(first[-1])}
     assert poller.checkpoints.positions == {"shard-1": seq(first[-1])}
 
-    # When the store recovers, the retry rewrites hour 10 under the same name, with the same bytes
+    # and what failed is kept as it was encoded, the records let go
+    assert not poller.buffer.records
+    assert [(file.key, file.data) for file in poller.unwritten] == rig.store.refused
+    assert "/hour=11/" in rig.store.refused[0][0]
+
+    # When the store recovers, the retry writes hour 11 alone (hour 10 is stored), then the
+    # checkpoint
     rig.store.failing = lambda key: False
     poller.flush()
     retry = rig.store.puts[puts_before + 1 :]
-    assert written_hour_10 in retry
-    assert [key.startswith(CHECKPOINT_PREFIX) for key, _ in retry] == [False, False, True]
-    assert poller.buffer.count == 0
+    assert written_hour_10 not in retry
+    assert ["/hour=11/" in key for key, _ in retry] == [True, False]
+    assert [key.startswith(CHECKPOINT_PREFIX) for key, _ in retry] == [False, True]
+    assert not poller.unwritten
+    assert poller.buffered == 0
     assert rig.checkpoint()["positions"] == {"shard-1": seq(later[-1])}
     assert rig.archived() == lambda_shape(first + later)
 
@@ -1075,7 +1085,7 @@ def test_a_store_that_fails_every_write_pauses_reading_with_the_buffer_at_its_bo
     buffered: list[int] = []
 
     def watch() -> None:
-        buffered.append(poller.buffer.count)
+        buffered.append(poller.buffered)
         if len(rig.clock.sleeps) == 40:
             poller.stop()
 
@@ -1092,7 +1102,7 @@ def test_a_store_that_fails_every_write_pauses_reading_with_the_buffer_at_its_bo
     assert pauses[6] > pauses[0] * 2 and max(pauses) > FLUSH_BACKOFF_MAX / 2
     # and nothing is checkpointed
     assert rig.store.checkpoint_puts() == []
-    assert poller.buffer.count == 12
+    assert poller.buffered == 12
 
 
 def test_access_denied_stops_the_poller_at_once_with_nothing_checkpointed(rig: Rig) -> None:
