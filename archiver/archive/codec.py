@@ -62,6 +62,10 @@ _STATISTICS_COLUMNS = [
 ]
 # Rows per row group: a poller's flush or a compaction encodes and writes one at a time.
 ROW_GROUP_ROWS = 10_000
+# A flush that lets its records go (the poller's) also closes a row group at this much text:
+# each row group's Arrow copy and Parquet buffers (about five times its text) exist beside
+# the records still buffered, so the group's size, not the flush's, sets the peak.
+CONSUMED_ROW_GROUP_TEXT = 4 * 1024 * 1024
 
 
 def use_system_allocator() -> None:
@@ -129,18 +133,36 @@ def encode_records(
     # faults on the next one to get the memory back.)
     pool = pa.default_memory_pool()
     with _writer(sink, schema, kinesis=kinesis) as writer:
-        for start in range(0, len(records), ROW_GROUP_ROWS):
-            if start:
-                pool.release_unused()
-            if consume:
-                part = records[:ROW_GROUP_ROWS]
-                del cast(list[ChangeRecord], records)[:ROW_GROUP_ROWS]
-            else:
+        if consume:
+            remaining = cast(list[ChangeRecord], records)
+            first = True
+            while remaining:
+                if not first:
+                    pool.release_unused()
+                first = False
+                rows = _rows_within(remaining, CONSUMED_ROW_GROUP_TEXT)
+                group = remaining[:rows]
+                del remaining[:rows]
+                writer.write_table(_table(group, schema, promoted, plain_images))
+                del group
+        else:
+            for start in range(0, len(records), ROW_GROUP_ROWS):
+                if start:
+                    pool.release_unused()
                 part = records[start : start + ROW_GROUP_ROWS]
-            writer.write_table(_table(part, schema, promoted, plain_images))
-            del part
+                writer.write_table(_table(part, schema, promoted, plain_images))
     data: bytes = sink.getvalue().to_pybytes()
     return data
+
+
+def _rows_within(records: Sequence[ChangeRecord], text: int) -> int:
+    """How many of the first records make a row group: ROW_GROUP_ROWS, or ``text`` bytes."""
+    total = 0
+    for rows, r in enumerate(records[:ROW_GROUP_ROWS], 1):
+        total += len(r.envelope) + len(r.new_image or b"") + len(r.old_image or b"")
+        if total >= text:
+            return rows
+    return min(len(records), ROW_GROUP_ROWS)
 
 
 def _table(
