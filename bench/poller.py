@@ -544,12 +544,12 @@ STAGES = [
     ("    GetRecords through botocore (sign, send, receive)", "archiver/streams.py", "__call__"),
     ("    split_page: the records' text", "archiver/split.py", "split_page"),
     ("  last_position: the page's last record", "archiver/streams.py", "last_position"),
+    ("  Poller._buffer: each page decoded as it arrives", "archiver/poller.py", "_buffer"),
+    ("    decode_record", "archiver/decode.py", "decode_record"),
     ("  Poller.flush", "archiver/poller.py", "flush"),
-    ("    archive_records", "archiver/write.py", "archive_records"),
-    ("      decode_record", "archiver/decode.py", "decode_record"),
-    ("      make_batches", "archiver/batch.py", "make_batches"),
-    ("      encode_records (Arrow, Parquet)", "archiver/archive/codec.py", "encode_records"),
-    ("      store.put (write, fsync)", "archiver/archive/store.py", "put"),
+    ("    make_batches", "archiver/batch.py", "make_batches"),
+    ("    encode_records (Arrow, Parquet)", "archiver/archive/codec.py", "encode_records"),
+    ("    store.put (write, fsync)", "archiver/archive/store.py", "put"),
     ("    checkpoint save", "archiver/poller.py", "save"),
 ]
 

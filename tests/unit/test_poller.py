@@ -1053,6 +1053,32 @@ def test_a_failed_write_keeps_the_buffer_and_does_not_advance_the_checkpoint(
     assert rig.archived() == lambda_shape(first + later)
 
 
+def test_records_read_after_a_failed_flush_are_written_with_what_it_kept(rig: Rig) -> None:
+    # Given a flush the store refuses, its records kept as the files they were encoded into
+    fake = rig.fake
+    fake.records_per_page = 3
+    records = fake.add_shard("shard-1", records=6)
+    rig.store.failing = data_only
+    poller = rig.make(FlushPolicy(max_records=100, max_age=3600))
+    poller.discover()
+    poller.poll_once()
+    poller.flush()
+    (kept,) = poller.unwritten
+    assert poller.buffered == 3 and not poller.buffer.records
+    # When the poller reads on (the buffer is not at its bound) and the next flush goes through
+    poller.poll_once()
+    assert poller.buffered == 6 and poller.buffer.count == 3
+    rig.store.failing = lambda key: False
+    poller.flush()
+    # Then the kept file is stored as it was encoded, then the new records, then the checkpoint
+    data = [(key, body) for key, body in rig.store.puts if not key.startswith(CHECKPOINT_PREFIX)]
+    assert data[0] == (kept.key, kept.data) and len(data) == 2
+    assert rig.store.puts[-1][0].startswith(CHECKPOINT_PREFIX)
+    assert rig.checkpoint()["positions"] == {"shard-1": seq(records[-1])}
+    assert rig.archived() == lambda_shape(records)
+    assert not poller.unwritten and poller.buffered == 0
+
+
 def test_run_keeps_retrying_a_failed_flush_and_loses_nothing(rig: Rig) -> None:
     fake = rig.fake
     records = fake.add_shard("shard-1", records=4)
