@@ -44,7 +44,6 @@ module (pyiceberg is the optional extra ``iceberg``; the Lambda sink never loads
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -90,7 +89,7 @@ from archiver.archive.icebergfiles import CatalogConfigError, load_catalog
 from archiver.archive.icebergfiles import one_line as _one_line
 from archiver.archive.layout import US_PER_HOUR, Partition, parse_data_key
 from archiver.archive.lineage import Compaction, Registration, registration_key
-from archiver.archive.reader import list_partitions, list_tables
+from archiver.archive.reader import list_partitions, list_tables, read_footer
 from archiver.archive.schema import COLUMNS, Col
 from archiver.archive.store import ArchiveStore, StoredObject
 from archiver.compact import Swap
@@ -719,12 +718,7 @@ def _footers(store: ArchiveStore, files: list[tuple[Partition, StoredObject]]) -
 
     def footer(obj: StoredObject) -> _Footer:
         name = f"{store.uri}/{obj.key}"
-        with store.open(obj.key) as handle:
-            try:
-                meta = pq.read_metadata(handle)
-            except (pa.ArrowInvalid, OSError) as err:
-                raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
-            size = handle.seek(0, os.SEEK_END)  # its size, as the catalog's FileIO gives it
+        meta, size = read_footer(store, obj)  # its size as read, as the catalog's FileIO gives it
         read = _Footer.of(location(store, obj), meta, size)
         check_schema_version(read.arrow, name)
         check_columns(read.arrow, name)

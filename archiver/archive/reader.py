@@ -53,6 +53,7 @@ __all__ = [
     "key_hash",
     "list_partitions",
     "list_tables",
+    "read_footer",
     "read_partition",
     "read_partitions",
     "summarize_table",
@@ -348,7 +349,7 @@ def summarize_table(store: ArchiveStore, table: str) -> TableSummary:
     objects = [obj for _, found in list_partitions(store, table) for obj in found]
     # A footer is a few KB, whatever the file's size: the bound on requests in flight is the one
     # that counts.
-    footers = fetch_ahead(objects, lambda obj: _footer(store, obj), weight=lambda obj: 0)
+    footers = fetch_ahead(objects, lambda obj: read_footer(store, obj)[0], weight=lambda obj: 0)
     with closing(footers):
         for item in footers:
             obj, meta = item.obj, item.result()
@@ -368,14 +369,30 @@ def summarize_table(store: ArchiveStore, table: str) -> TableSummary:
     return TableSummary(table, rows, files, size, first, last)
 
 
-def _footer(store: ArchiveStore, obj: StoredObject) -> pq.FileMetaData:
-    """The Parquet footer of ``obj``; FormatError naming it when it is none."""
+# A file up to this size is fetched whole for its footer: one GET, where opening it asks for
+# its size first (a second round trip) and then reads the end.
+WHOLE_FILE_FOOTER_BYTES = 1024 * 1024
+
+
+def read_footer(store: ArchiveStore, obj: StoredObject) -> tuple[pq.FileMetaData, int]:
+    """The Parquet footer of ``obj`` and the file's size; FormatError naming it when it is none.
+
+    A small file (every file the sink writes) takes one request; a large one (compacted)
+    is opened and only its end is read.
+    """
+    if obj.size <= WHOLE_FILE_FOOTER_BYTES:
+        data = store.get(obj.key)
+        return _metadata(pa.BufferReader(data), store, obj), len(data)
     with store.open(obj.key) as handle:
-        try:
-            return pq.read_metadata(handle)
-        except (pa.ArrowInvalid, OSError) as err:
-            name = f"{store.uri}/{obj.key}"
-            raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
+        return _metadata(handle, store, obj), handle.seek(0, 2)
+
+
+def _metadata(source: Any, store: ArchiveStore, obj: StoredObject) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(source)
+    except (pa.ArrowInvalid, OSError) as err:
+        name = f"{store.uri}/{obj.key}"
+        raise FormatError(f"{name}: not a readable Parquet file ({err})") from None
 
 
 def _as_us(value: Any) -> int:

@@ -419,18 +419,28 @@ def test_the_sink_and_the_cli_do_not_load_pyiceberg() -> None:
 
 
 class SinkWritingStore:
-    """The archive's store, with a sink that writes a new batch as the sync reads its first footer."""
+    """The archive's store, with a sink that writes a new batch as the sync reads its first footer.
+
+    (A footer is read with ``get`` for a small file, ``open`` for a large one.)
+    """
 
     def __init__(self, inner: ArchiveStore, write: Callable[[], None]) -> None:
         self.inner = inner
         self.uri = inner.uri
         self.write: Callable[[], None] | None = write
 
-    def open(self, key: str) -> Any:
-        if self.write is not None:
+    def _first_read(self, key: str) -> None:
+        if self.write is not None and key.endswith(".parquet"):
             write, self.write = self.write, None
             write()  # after the listing, before the commit
+
+    def open(self, key: str) -> Any:
+        self._first_read(key)
         return self.inner.open(key)
+
+    def get(self, key: str) -> bytes:
+        self._first_read(key)
+        return self.inner.get(key)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

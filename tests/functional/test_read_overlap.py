@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from archiver.archive import fetch
+from archiver.archive import fetch, reader
 from archiver.archive.codec import order_rows, read_archive_file
 from archiver.archive.errors import FormatError
 from archiver.archive.reader import (
@@ -306,6 +306,36 @@ class TestLs:
 
         with pytest.raises(FormatError, match=re.escape(f"{victim}: not a readable Parquet file")):
             summarize_table(store, TABLE)
+
+
+def test_ls_reads_a_small_file_with_one_request_and_a_large_one_from_its_end(
+    seaweed: SeaweedS3,
+    s3_archive: str,
+    changes: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the archive of small files on SeaweedFS, behind a proxy that counts requests
+    write_small_files(open_store(s3_archive, s3="boto3"), changes)
+    expected = footers_one_after_another(open_store(s3_archive))
+    with DelayProxy(seaweed.endpoint, delay=0.0) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
+        store = open_store(s3_archive)
+        files = sum(len(objects) for _, objects in list_partitions(store, TABLE))
+        # When ls reads every footer
+        proxy.reset_counts()
+        summary = summarize_table(store, TABLE)
+        listing = proxy.requests
+        # Then it counts what reading each footer in turn counts, one GET a file past listing
+        assert (summary.rows, summary.files, summary.bytes) == expected
+        proxy.reset_counts()
+        list_partitions(store, TABLE)
+        assert listing - proxy.requests == files
+        # and with every file counted as large, each is opened and read from its end instead
+        monkeypatch.setattr(reader, "WHOLE_FILE_FOOTER_BYTES", 0)
+        proxy.reset_counts()
+        summary = summarize_table(store, TABLE)
+        assert (summary.rows, summary.files, summary.bytes) == expected
+        assert proxy.requests - listing >= files
 
 
 # --- verify -------------------------------------------------------------------------------------
