@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archiver.archive.checkpoints import CheckpointFormatError, stream_checkpoints
-from archiver.archive.codec import check_columns, check_schema_version
+from archiver.archive.codec import check_columns, check_schema_version, read_columns
 from archiver.archive.errors import FormatError
 from archiver.archive.fetch import Fetched, decoded_size, fetch_ahead
 from archiver.archive.reader import list_partitions, list_tables
@@ -83,10 +83,11 @@ def _read_file(store: ArchiveStore, obj: StoredObject) -> tuple[int, pa.Table | 
     pass. Runs on a fetch thread (Parquet decodes without the GIL)."""
     name = f"{store.uri}/{obj.key}"
     parquet = pq.ParquetFile(pa.BufferReader(store.get(obj.key)), page_checksum_verification=True)
-    version = check_schema_version(parquet.schema_arrow, name)
+    schema = parquet.schema_arrow
+    version = check_schema_version(schema, name)
     try:
-        check_columns(parquet.schema_arrow, name)
-        return version, parquet.read()
+        check_columns(schema, name)
+        return version, read_columns(parquet)
     except (FormatError, pa.ArrowInvalid, OSError) as err:
         return version, err  # the version counts even so
 

@@ -39,6 +39,7 @@ __all__ = [
     "item_key",
     "order_rows",
     "read_archive_file",
+    "read_columns",
     "stream_records",
     "table_name",
     "use_system_allocator",
@@ -327,15 +328,22 @@ def read_archive_file(
     schema = parquet.schema_arrow
     check_schema_version(schema, name)
     check_columns(schema, name)
-    meta = parquet.metadata
-    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     try:
-        # A small file (a Lambda batch) decodes faster on the calling thread: Arrow's pool
-        # costs more to dispatch its few pages than they take (0.65 ms against 0.85 ms a
-        # file of 8 records), and the replayer decodes files on many fetch threads at once.
-        return parquet.read(columns=columns, use_threads=size > THREADED_READ_BYTES)
+        return read_columns(parquet, columns)
     except (pa.ArrowInvalid, OSError) as err:
         raise FormatError(f"{name}: unreadable ({err})") from None
+
+
+def read_columns(parquet: pq.ParquetFile, columns: list[str] | None = None) -> pa.Table:
+    """``columns`` (all by default) of an open Parquet file, on Arrow's threads if it is large.
+
+    A small file (a Lambda batch) decodes faster on the calling thread: Arrow's pool costs
+    more to dispatch its few pages than they take (0.65 ms against 0.85 ms a file of 8
+    records), and the replayer decodes files on many fetch threads at once.
+    """
+    meta = parquet.metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return parquet.read(columns=columns, use_threads=size > THREADED_READ_BYTES)
 
 
 _BASE_TYPES = {name: kind for name, kind, _, _ in COLUMNS}
