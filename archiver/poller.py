@@ -419,11 +419,17 @@ class Poller:
             report = ArchiveReport(received=count)
             oldest = [t for t in (self.unwritten_oldest_us, oldest_change_us(self.buffer)) if t]
             report.oldest_change_us = self.unwritten_oldest_us = min(oldest, default=None)
-            unwritten = store_files(self.unwritten, self.store, report)
-            if self.buffer.count:
-                files = encode_decoded(self.buffer, self.options, consume=True)
-                self.buffer = Decoded()
-                unwritten += store_files(files, self.store, report)
+            try:
+                unwritten = store_files(self.unwritten, self.store, report)
+                if self.buffer.count:
+                    files = encode_decoded(self.buffer, self.options, consume=True)
+                    self.buffer = Decoded()
+                    unwritten += store_files(files, self.store, report)
+            except BaseException:
+                # Records let go for a file that was never made are gone from memory: nothing
+                # more may be checkpointed (a restart reads them again).
+                self._halted = True
+                raise
             self.unwritten = unwritten
             if unwritten:
                 self._failed(report, count)

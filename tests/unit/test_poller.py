@@ -1079,6 +1079,25 @@ def test_records_read_after_a_failed_flush_are_written_with_what_it_kept(rig: Ri
     assert not poller.unwritten and poller.buffered == 0
 
 
+def test_an_unexpected_error_in_a_flush_stops_the_poller_with_nothing_checkpointed(
+    rig: Rig,
+) -> None:
+    # Given a store whose data writes fail with something that is no store error
+    fake = rig.fake
+    fake.add_shard("shard-1", records=4)
+    rig.store.failing = data_only
+    rig.store.refusal = RuntimeError  # type: ignore[assignment]
+    poller = rig.make(FlushPolicy(max_records=2, max_age=3600))
+    rig.stop_when_drained()
+    # When the poller runs, Then the error ends the run
+    with pytest.raises(RuntimeError, match="scripted refusal"):
+        poller.run()
+    # and the final flush on the way out checkpoints nothing: the records it let go are not
+    # archived, and a restart must read them again
+    assert rig.store.checkpoint_puts() == []
+    assert rig.store.data_puts() == []
+
+
 def test_run_keeps_retrying_a_failed_flush_and_loses_nothing(rig: Rig) -> None:
     fake = rig.fake
     records = fake.add_shard("shard-1", records=4)
