@@ -417,8 +417,9 @@ class Poller:
         if count:
             started = self.clock()
             report = ArchiveReport(received=count)
-            oldest = [t for t in (self.unwritten_oldest_us, oldest_change_us(self.buffer)) if t]
-            report.oldest_change_us = self.unwritten_oldest_us = min(oldest, default=None)
+            times = (self.unwritten_oldest_us, oldest_change_us(self.buffer))
+            oldest = min((t for t in times if t is not None), default=None)
+            report.oldest_change_us = self.unwritten_oldest_us = oldest
             try:
                 unwritten = store_files(self.unwritten, self.store, report)
                 if self.buffer.count:
