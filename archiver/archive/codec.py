@@ -64,8 +64,8 @@ _STATISTICS_COLUMNS = [
 # Rows per row group: a poller's flush or a compaction encodes and writes one at a time.
 ROW_GROUP_ROWS = 10_000
 # A flush that lets its records go (the poller's) also closes a row group at this much text:
-# each row group's Arrow copy and Parquet buffers (about five times its text) exist beside
-# the records still buffered, so the group's size, not the flush's, sets the peak.
+# each row group's Arrow copy and the lists it is made from exist beside the records still
+# buffered, so the group's size, not the flush's, sets the peak.
 CONSUMED_ROW_GROUP_TEXT = 4 * 1024 * 1024
 # A file of more than this much data (uncompressed) is decoded on Arrow's threads.
 THREADED_READ_BYTES = 8 * 1024 * 1024
