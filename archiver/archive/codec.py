@@ -136,26 +136,26 @@ def encode_records(
     # faults on the next one to get the memory back.)
     pool = pa.default_memory_pool()
     with _writer(sink, schema, kinesis=kinesis) as writer:
-        if consume:
-            remaining = cast(list[ChangeRecord], records)
-            first = True
-            while remaining:
-                if not first:
-                    pool.release_unused()
-                first = False
-                rows = _rows_within(remaining, CONSUMED_ROW_GROUP_TEXT)
-                group = remaining[:rows]
-                del remaining[:rows]
-                writer.write_table(_table(group, schema, promoted, plain_images))
-                del group
-        else:
-            for start in range(0, len(records), ROW_GROUP_ROWS):
-                if start:
-                    pool.release_unused()
-                part = records[start : start + ROW_GROUP_ROWS]
-                writer.write_table(_table(part, schema, promoted, plain_images))
+        for index, part in enumerate(_row_groups(records, consume)):
+            if index:
+                pool.release_unused()
+            writer.write_table(_table(part, schema, promoted, plain_images))
     data: bytes = sink.getvalue().to_pybytes()
     return data
+
+
+def _row_groups(records: Sequence[ChangeRecord], consume: bool) -> Iterator[Sequence[ChangeRecord]]:
+    """The records a row group at a time; with ``consume``, taken off ``records`` as they go."""
+    if not consume:
+        for start in range(0, len(records), ROW_GROUP_ROWS):
+            yield records[start : start + ROW_GROUP_ROWS]
+        return
+    remaining = cast(list[ChangeRecord], records)
+    while remaining:
+        rows = _rows_within(remaining, CONSUMED_ROW_GROUP_TEXT)
+        group = remaining[:rows]
+        del remaining[:rows]
+        yield group
 
 
 def _rows_within(records: Sequence[ChangeRecord], text: int) -> int:

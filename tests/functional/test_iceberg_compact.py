@@ -512,14 +512,19 @@ def test_a_sync_during_a_compaction_commits_its_swap_and_its_own_commit_is_refus
 # --- expiry ---------------------------------------------------------------------------------
 
 
+def compact_tracked(store: ArchiveStore, catalog_name: str) -> tuple[set[str], set[str]]:
+    """Compact the tracked table: the keys its current snapshot held before, and after."""
+    replaced = {key_of(store, p) for p in current_files(table_of(catalog_name))}
+    assert not compact(store, target_bytes=SMALL, tracker=tracker(store, catalog_name)).errors
+    return replaced, {key_of(store, p) for p in current_files(table_of(catalog_name))}
+
+
 def test_expiry_deletes_the_replaced_files_and_nothing_else(
     local: str, catalog_name: str, iceberg_sync: Callable[..., Run]
 ) -> None:
     # Given a compacted table, and files the sink wrote since the last sync
     store = open_store(local)
-    replaced = {key_of(store, p) for p in current_files(table_of(catalog_name))}
-    assert not compact(store, target_bytes=SMALL, tracker=tracker(store, catalog_name)).errors
-    compacted = {key_of(store, p) for p in current_files(table_of(catalog_name))}
+    replaced, compacted = compact_tracked(store, catalog_name)
     history = TableHistory(TABLE, seed=41, seconds_per_change=20.0)
     history.changes(500)
     later = history.changes(40)
@@ -554,9 +559,7 @@ def test_a_crash_during_expiry_is_finished_by_a_rerun(
 ) -> None:
     # Given a compacted table whose older snapshot references many files no other one does
     store = open_store(local)
-    replaced = {key_of(store, p) for p in current_files(table_of(catalog_name))}
-    assert not compact(store, target_bytes=SMALL, tracker=tracker(store, catalog_name)).errors
-    compacted = {key_of(store, p) for p in current_files(table_of(catalog_name))}
+    replaced, compacted = compact_tracked(store, catalog_name)
     doomed = replaced - compacted
     assert len(doomed) > 3
     # When an expiry dies after deleting some of them, before its commit
