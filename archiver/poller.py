@@ -41,6 +41,7 @@ from archiver.archive.checkpoints import (
 )
 from archiver.archive.errors import StoreError
 from archiver.archive.store import ArchiveStore
+from archiver.spool import Spool
 from archiver.streams import (
     Page,
     Shard,
@@ -51,15 +52,7 @@ from archiver.streams import (
     last_position,
     ready_shards,
 )
-from archiver.write import (
-    ArchiveOptions,
-    ArchiveReport,
-    Decoded,
-    EncodedFile,
-    encode_decoded,
-    oldest_change_us,
-    store_files,
-)
+from archiver.write import ArchiveOptions, ArchiveReport, EncodedFile, store_files
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -179,10 +172,9 @@ class Poller:
         self.status_interval = status_interval
         self.on_flush = on_flush
         self.shards: dict[str, _ShardState] = {}
-        # Records are buffered decoded from the JSON text GetRecords returned, their images
-        # still that text: a record costs about its size (a parsed one, some 20 times that),
-        # the page it came from is freed at once, and the cyclic GC does not track them.
-        self.buffer = Decoded()
+        # Each page GetRecords returned is decoded at once into the archive's columns, kept
+        # compressed: a record costs about a quarter of its text (see archiver.spool).
+        self.buffer = Spool(options)
         # Files a failed flush encoded and could not store: kept, compressed, until they are.
         self.unwritten: list[EncodedFile] = []
         self.unwritten_oldest_us: int | None = None  # the oldest change time among them
@@ -376,9 +368,7 @@ class Poller:
     def _buffer(self, shard_id: str, records: list[bytes]) -> None:
         if self.buffer_since is None:
             self.buffer_since = self.clock()
-        self.buffer.add(
-            records, self.options, [shard_id] * len(records), stream_arn=self.source.stream_arn
-        )
+        self.buffer.add(records, [shard_id] * len(records), stream_arn=self.source.stream_arn)
         self.buffered += len(records)
         self.buffer_bytes += sum(map(len, records))
 
@@ -400,11 +390,10 @@ class Poller:
     def flush(self) -> None:
         """Write the buffer, then checkpoint what it covered. What failed is kept to try again.
 
-        The buffer is encoded a row group at a time, each record let go once encoded, so a
-        flush never holds the records and their Parquet twice over. A file the store does not
-        take is kept as it was encoded, a quarter of its records' size, and the next flush
-        stores it before the checkpoint moves; the files that went through are not written
-        again.
+        The buffer is written a row group at a time, each page let go once its rows are
+        written, so a flush never holds the records twice over. A file the store does not take
+        is kept as it was encoded, a quarter of its records' size, and the next flush stores
+        it before the checkpoint moves; the files that went through are not written again.
 
         Raises
         ------
@@ -417,15 +406,13 @@ class Poller:
         if count:
             started = self.clock()
             report = ArchiveReport(received=count)
-            times = (self.unwritten_oldest_us, oldest_change_us(self.buffer))
+            times = (self.unwritten_oldest_us, self.buffer.oldest_change_us)
             oldest = min((t for t in times if t is not None), default=None)
             report.oldest_change_us = self.unwritten_oldest_us = oldest
             try:
                 unwritten = store_files(self.unwritten, self.store, report)
                 if self.buffer.count:
-                    files = encode_decoded(self.buffer, self.options, consume=True)
-                    self.buffer = Decoded()
-                    unwritten += store_files(files, self.store, report)
+                    unwritten += store_files(self.buffer.drain(), self.store, report)
             except BaseException:
                 # Records let go for a file that was never made are gone from memory: nothing
                 # more may be checkpointed (a restart reads them again).

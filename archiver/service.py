@@ -159,11 +159,11 @@ def run_service(
     except (StreamGone, StreamDenied, ArchiveUnwritable) as err:
         log.error("%s", err)
         return 1
-    if poller.buffer.count:  # the last flush failed: nothing of it is checkpointed
+    if poller.buffered:  # the last flush failed: nothing of it is checkpointed
         log.error(
             "stopped with %d records read but not archived; they are not checkpointed and "
             "will be read again on restart",
-            poller.buffer.count,
+            poller.buffered,
         )
         return 1
     log.info("stopped", extra={"archived": poller.archived})

@@ -36,8 +36,10 @@ __all__ = [
     "Decoded",
     "EncodedFile",
     "archive_records",
+    "dead_letter_files",
     "encode_decoded",
     "oldest_change_us",
+    "paused_gc",
     "store_files",
     "write_decoded",
 ]
@@ -229,32 +231,19 @@ def encode_decoded(
     options: ArchiveOptions = ArchiveOptions(),
     *,
     origins: Sequence[str] | None = None,
-    consume: bool = False,
 ) -> Iterator[EncodedFile]:
     """The files of ``decoded``, one at a time: a Parquet file per partition, then dead letters.
 
-    With ``consume``, ``decoded`` is emptied at once and each record is let go as soon as
-    its row group is encoded, so a large buffer (the poller's) is never held twice over:
-    the records and their Arrow copy and the Parquet output. What is not yet stored is then
-    the files themselves, a quarter of the records' size.
+    ``decoded`` is left as it was. (The poller, which holds far more records, buffers them
+    in an :class:`archiver.spool.Spool` instead.)
     """
     with paused_gc():
-        batches = make_batches(zip(decoded.positions, decoded.records, strict=True))
-        dead = decoded.dead
-        if consume:
-            decoded.positions, decoded.records, decoded.dead = [], [], []
-        batches.reverse()  # popped from the end: each batch is let go once encoded
-        while batches:
-            batch = batches.pop()
+        for batch in make_batches(zip(decoded.positions, decoded.records, strict=True)):
             key = batch.partition.key(batch_name(batch.records))
-            records, positions = list(batch.records), batch.positions
-            del batch
-            rows = len(records)
-            data = encode_records(records, options.promoted, options.plain_images, consume=consume)
-            del records
-            yield EncodedFile(key, data, positions, rows)
-        if dead:
-            yield from _dead_letter_files(dead, options, origins)
+            data = encode_records(batch.records, options.promoted, options.plain_images)
+            yield EncodedFile(key, data, batch.positions, len(batch.records))
+        if decoded.dead:
+            yield from dead_letter_files(decoded.dead, options, origins)
 
 
 def store_files(
@@ -299,11 +288,12 @@ def store_files(
     return failed
 
 
-def _dead_letter_files(
+def dead_letter_files(
     dead: list[tuple[int, Any, RecordError]],
     options: ArchiveOptions,
     origins: Sequence[str] | None,
 ) -> Iterator[EncodedFile]:
+    """The dead-letter files of records that failed to decode: one per table and day."""
     groups: dict[tuple[str | None, str | None], list[tuple[int, Any, RecordError]]] = {}
     for item in dead:
         text = _text_of(item[1])

@@ -9,8 +9,8 @@ rows back into the stream records exactly as they arrived.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from itertools import accumulate
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate, islice
 from typing import IO, Any, cast
 
 import msgspec
@@ -36,14 +36,19 @@ __all__ = [
     "archive_order",
     "batch_name",
     "encode_records",
+    "ids_name",
     "item_key",
     "order_rows",
     "read_archive_file",
     "read_columns",
+    "records_table",
+    "row_group_rows",
     "stream_records",
     "table_name",
+    "text_length",
     "use_system_allocator",
     "write_parquet",
+    "write_row_groups",
 ]
 
 _DICTIONARY_COLUMNS = [
@@ -63,10 +68,10 @@ _STATISTICS_COLUMNS = [
 ]
 # Rows per row group: a poller's flush or a compaction encodes and writes one at a time.
 ROW_GROUP_ROWS = 10_000
-# A flush that lets its records go (the poller's) also closes a row group at this much text:
-# each row group's Arrow copy and the lists it is made from exist beside the records still
-# buffered, so the group's size, not the flush's, sets the peak.
-CONSUMED_ROW_GROUP_TEXT = 4 * 1024 * 1024
+# The poller's flush (archiver.spool) also closes a row group at this much text: each row
+# group's Arrow copy exists beside the buffer still held, so the group's size, not the
+# flush's, sets the peak.
+SPOOLED_ROW_GROUP_TEXT = 4 * 1024 * 1024
 # A file of more than this much data (uncompressed) is decoded on Arrow's threads.
 THREADED_READ_BYTES = 8 * 1024 * 1024
 
@@ -87,10 +92,16 @@ def use_system_allocator() -> None:
 
 def batch_name(records: Sequence[ChangeRecord]) -> str:
     """The deterministic file name of a sorted batch: first, last, digest of its event ids."""
+    event_ids = [record.event_id for record in records]
+    return ids_name(event_ids, records[0].sequence_number, records[-1].sequence_number)
+
+
+def ids_name(event_ids: Sequence[str], first: str, last: str) -> str:
+    """A file's name from its event ids in order and its first and last sequence numbers."""
     # Each event id and a NUL, hashed in one call (the same bytes as one update per id).
-    ids = "\x00".join([record.event_id for record in records]) + "\x00"
+    ids = "\x00".join(event_ids) + "\x00"
     digest = hashlib.blake2b(ids.encode(), digest_size=8)
-    return object_name(records[0].sequence_number, records[-1].sequence_number, digest.hexdigest())
+    return object_name(first, last, digest.hexdigest())
 
 
 def item_key(keys: dict[str, Any]) -> bytes:
@@ -102,8 +113,6 @@ def encode_records(
     records: Sequence[ChangeRecord],
     promoted: tuple[PromotedColumn, ...] = (),
     plain_images: bool = False,
-    *,
-    consume: bool = False,
 ) -> bytes:
     """Encode records (already sorted and free of duplicates) as a zstd Parquet file.
 
@@ -116,10 +125,6 @@ def encode_records(
     plain_images
         Also write ``new_image_plain``/``old_image_plain`` (a second pass over
         every image; off by default).
-    consume
-        Let go of each row group's records once it is encoded: ``records`` (then a list) is
-        emptied as the file is written, so that the records it alone holds give their memory
-        to the row groups after them (the poller's flush).
 
     Returns
     -------
@@ -128,52 +133,58 @@ def encode_records(
     """
     kinesis = any(r.event_source == KINESIS_SOURCE for r in records)
     schema = arrow_schema(promoted)
+    # A row group at a time: the Arrow copy of a large batch never exists whole beside the
+    # records it comes from.
+    groups = (
+        records_table(records[start : start + ROW_GROUP_ROWS], schema, promoted, plain_images)
+        for start in range(0, len(records), ROW_GROUP_ROWS)
+    )
+    return write_row_groups(groups, schema, kinesis=kinesis)
+
+
+def write_row_groups(tables: Iterable[pa.Table], schema: pa.Schema, *, kinesis: bool) -> bytes:
+    """Archive tables (rows in archive order), each one row group, as one zstd Parquet file."""
     sink = pa.BufferOutputStream()
-    # A row group at a time: the Arrow copy of a large batch (a poller's flush) never exists
-    # whole beside the records it comes from. Arrow's allocator keeps what a row group freed
-    # unless asked: without a release between row groups, a flush held twice the memory it
-    # needs. (Not after the last: a Lambda invocation, one row group, would pay ~30 ms of page
-    # faults on the next one to get the memory back.)
+    # Arrow's allocator keeps what a row group freed unless asked: without a release between
+    # row groups, a flush held twice the memory it needs. (Not after the last: a Lambda
+    # invocation, one row group, would pay ~30 ms of page faults on the next one to get the
+    # memory back.)
     pool = pa.default_memory_pool()
     with _writer(sink, schema, kinesis=kinesis) as writer:
-        for index, part in enumerate(_row_groups(records, consume)):
+        for index, table in enumerate(tables):
             if index:
                 pool.release_unused()
-            writer.write_table(_table(part, schema, promoted, plain_images))
+            writer.write_table(table)
     data: bytes = sink.getvalue().to_pybytes()
     return data
 
 
-def _row_groups(records: Sequence[ChangeRecord], consume: bool) -> Iterator[Sequence[ChangeRecord]]:
-    """The records a row group at a time; with ``consume``, taken off ``records`` as they go."""
-    if not consume:
-        for start in range(0, len(records), ROW_GROUP_ROWS):
-            yield records[start : start + ROW_GROUP_ROWS]
-        return
-    remaining = cast(list[ChangeRecord], records)
-    while remaining:
-        rows = _rows_within(remaining, CONSUMED_ROW_GROUP_TEXT)
-        group = remaining[:rows]
-        del remaining[:rows]
-        yield group
+def row_group_rows(text_lengths: Iterable[int]) -> int:
+    """How many of the next rows (by their text's length) make a row group of a spooled flush.
+
+    ROW_GROUP_ROWS, or fewer once they hold SPOOLED_ROW_GROUP_TEXT bytes of text.
+    """
+    total = rows = 0
+    for length in islice(text_lengths, ROW_GROUP_ROWS):
+        rows += 1
+        total += length
+        if total >= SPOOLED_ROW_GROUP_TEXT:
+            break
+    return rows
 
 
-def _rows_within(records: Sequence[ChangeRecord], text: int) -> int:
-    """How many of the first records make a row group: ROW_GROUP_ROWS, or ``text`` bytes."""
-    total = 0
-    for rows, r in enumerate(records[:ROW_GROUP_ROWS], 1):
-        total += len(r.envelope) + len(r.new_image or b"") + len(r.old_image or b"")
-        if total >= text:
-            return rows
-    return min(len(records), ROW_GROUP_ROWS)
+def text_length(record: ChangeRecord) -> int:
+    """The JSON text a record carries into the archive, as row groups are sized by it."""
+    return len(record.envelope) + len(record.new_image or b"") + len(record.old_image or b"")
 
 
-def _table(
+def records_table(
     records: Sequence[ChangeRecord],
     schema: pa.Schema,
     promoted: tuple[PromotedColumn, ...],
     plain_images: bool,
 ) -> pa.Table:
+    """The archive's columns of ``records``, in their order, as one Arrow table of ``schema``."""
     # One pass per column: a comprehension costs a fraction of an append per field.
     sources = [r.event_source for r in records]
     widths = {source: SEQUENCE_WIDTH[source] for source in set(sources)}
@@ -297,11 +308,9 @@ def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
 
 def table_name(table: pa.Table) -> str:
     """The deterministic file name of an ordered archive table (as batch_name for records)."""
-    ids = "\x00".join(table.column(Col.EVENT_ID).to_pylist()) + "\x00"
-    digest = hashlib.blake2b(ids.encode(), digest_size=8)
     sequences = table.column(Col.SEQUENCE_NUMBER)
     first, last = sequences[0].as_py().lstrip("0") or "0", sequences[-1].as_py().lstrip("0") or "0"
-    return object_name(first, last, digest.hexdigest())
+    return ids_name(table.column(Col.EVENT_ID).to_pylist(), first, last)
 
 
 def _plain(image: bytes | None) -> str | None:

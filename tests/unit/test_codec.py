@@ -238,38 +238,6 @@ def test_same_records_same_bytes_and_name() -> None:
     assert batch_name(other) != name  # same sequence range, other events: another file
 
 
-def test_a_consumed_list_is_emptied_and_encodes_the_same_bytes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given records spanning several row groups (of two rows here)
-    monkeypatch.setattr(codec, "ROW_GROUP_ROWS", 2)
-    decoded = [decode_record(_record(f"1000000000000000000{i:02}", str(i))) for i in range(1, 8)]
-    kept = encode_records(decoded)
-    # When they are encoded with consume
-    records = list(decoded)
-    data = encode_records(records, consume=True)
-    # Then the file is the same, the list is empty, and the row groups are as many
-    assert data == kept and records == []
-    assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups == 4
-    assert [r["eventID"] for r in read_back(data)] == [r.event_id for r in decoded]
-
-
-def test_a_consumed_list_closes_a_row_group_at_its_text_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given records of 583 B of text each, and a bound of 1,500 B of text a row group
-    decoded = [decode_record(_record(f"1000000000000000000{i:02}", str(i))) for i in range(1, 8)]
-    sizes = [len(r.envelope) + len(r.new_image or b"") + len(r.old_image or b"") for r in decoded]
-    assert sizes == [583] * 7
-    monkeypatch.setattr(codec, "CONSUMED_ROW_GROUP_TEXT", 1500)
-    # When they are encoded with consume, Then a row group closes once it holds 1,500 B
-    data = encode_records(list(decoded), consume=True)
-    meta = pq.ParquetFile(io.BytesIO(data)).metadata
-    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3, 3, 1]
-    # and the file reads back as the same records in the same order
-    assert read_back(data) == read_back(encode_records(decoded))
-
-
 # --- order_rows ---------------------------------------------------------------------------
 
 

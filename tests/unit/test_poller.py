@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
@@ -507,25 +509,29 @@ def test_the_buffer_holds_each_record_decoded_from_the_text_get_records_returned
     poller.poll_once()
     poller.poll_once()
 
-    # Then the buffer holds each record decoded, its images the text as it stood in the page,
-    # untracked by the GC, counted by the length of that text, with the shard it came from
-    buffered = poller.buffer.records
-    assert poller.buffer.count == 6 and not poller.buffer.dead
-    assert [r.new_image for r in buffered] == [
-        wire(r["dynamodb"]["NewImage"]) if "NewImage" in r["dynamodb"] else None for r in records
-    ]
-    assert not any(gc.is_tracked(record) for record in buffered)
+    # Then the buffer holds the six records as the archive's columns (compressed, nothing the GC
+    # tracks), counted by the length of the text they came in
+    spool = poller.buffer
+    assert (spool.count, spool.rows, spool.dead) == (6, 6, [])
+    assert not any(gc.is_tracked(page) for page in spool._pages)
     assert poller.buffer_bytes == sum(len(wire(r)) for r in records)
-    assert [r.shard_id for r in buffered] == ["shard-1"] * 6
     # and the position and the stream's lag come from the last record read
     assert poller.shards["shard-1"].read_through == seq(records[-1])
     assert poller.newest_change == {
         "shard-1": records[-1]["dynamodb"]["ApproximateCreationDateTime"]
     }
-    # The flush archives them as Lambda would have delivered them (with eventSourceARN)
+    # The flush archives them as Lambda would have delivered them (with eventSourceARN), each
+    # image the text as it stood in the page, with the shard it came from
     poller.flush()
     assert rig.archived() == lambda_shape(records)
     assert rig.checkpoint()["positions"] == {"shard-1": seq(records[-1])}
+    ((_, data),) = [put for put in rig.store.puts if not put[0].startswith(CHECKPOINT_PREFIX)]
+    table = pq.read_table(pa.BufferReader(data))
+    assert table["new_image"].to_pylist() == [
+        wire(r["dynamodb"]["NewImage"]).decode() if "NewImage" in r["dynamodb"] else None
+        for r in records
+    ]
+    assert table["shard_id"].to_pylist() == ["shard-1"] * 6
 
 
 def test_a_last_record_without_a_usable_sequence_number_is_dead_lettered_and_not_the_position(
@@ -1035,7 +1041,7 @@ def test_a_failed_write_keeps_the_buffer_and_does_not_advance_the_checkpoint(
     assert poller.checkpoints.positions == {"shard-1": seq(first[-1])}
 
     # and what failed is kept as it was encoded, the records let go
-    assert not poller.buffer.records
+    assert not poller.buffer.rows
     assert [(file.key, file.data) for file in poller.unwritten] == rig.store.refused
     assert "/hour=11/" in rig.store.refused[0][0]
 
@@ -1064,7 +1070,7 @@ def test_records_read_after_a_failed_flush_are_written_with_what_it_kept(rig: Ri
     poller.poll_once()
     poller.flush()
     (kept,) = poller.unwritten
-    assert poller.buffered == 3 and not poller.buffer.records
+    assert poller.buffered == 3 and not poller.buffer.rows
     # When the poller reads on (the buffer is not at its bound) and the next flush goes through
     poller.poll_once()
     assert poller.buffered == 6 and poller.buffer.count == 3

@@ -1,0 +1,292 @@
+"""The poller's buffer: records held as compressed Arrow columns until a flush writes them.
+
+Each page GetRecords returns is decoded as it arrives, and its good records become the
+archive's columns at once (an Arrow table, as a file's row group holds them), kept
+compressed with zstd in Arrow's IPC format. Beside them, uncompressed, stay only the few
+fields that order the archive. A buffer of JSON text then costs about a quarter of that
+text (records decoded one by one cost one and a half times it), and the Arrow columns a
+flush needs are made once, page by page, as the stream is read.
+
+A flush orders the buffer as :func:`archiver.batch.make_batches` orders records (by
+partition, then by sequence number, repeated event ids dropped), and writes each
+partition's file a row group at a time. A page is decompressed when its first row is
+needed and let go after its last; the pages of one shard come in sequence order, so only
+a few are open at once. The files are the ones :func:`archiver.write.encode_decoded` would
+make of the same records, row groups apart (cut at :data:`SPOOLED_ROW_GROUP_TEXT`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from archiver.archive.codec import (
+    ROW_GROUP_ROWS,
+    ids_name,
+    records_table,
+    row_group_rows,
+    text_length,
+    write_row_groups,
+)
+from archiver.archive.errors import RecordError
+from archiver.archive.layout import US_PER_HOUR, Partition
+from archiver.archive.record import DYNAMODB_SOURCE, KINESIS_SOURCE, SEQUENCE_WIDTH
+from archiver.archive.schema import arrow_schema
+from archiver.write import ArchiveOptions, Decoded, EncodedFile, dead_letter_files, paused_gc
+
+__all__ = ["Spool"]
+
+# Arrow's IPC stream with each buffer compressed, on the calling thread (a page is small).
+_WRITE = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", 1), use_threads=False)
+_READ = pa.ipc.IpcReadOptions(use_threads=False)
+# What orders a page's rows, kept beside its compressed columns (about 100 bytes a row).
+_KEYS = pa.schema(
+    [
+        ("table", pa.string()),
+        ("hour", pa.int64()),  # the start of the change's hour, epoch microseconds
+        ("change_time", pa.int64()),
+        ("sequence", pa.string()),  # as it arrived, unpadded
+        ("source", pa.string()),
+        ("event_id", pa.string()),
+        ("text", pa.int32()),  # the JSON text the row carries (row groups are cut by it)
+        ("position", pa.int64()),
+        ("page", pa.int32()),
+        ("row", pa.int32()),
+    ]
+)
+
+
+@dataclass(slots=True)
+class Spool:
+    """Decoded records, each page's columns compressed, and the records that failed to decode.
+
+    Positions count from 0 over everything added, dead records included, as in
+    :class:`archiver.write.Decoded`.
+    """
+
+    options: ArchiveOptions = field(default_factory=ArchiveOptions)
+    count: int = 0  # records added, dead ones included
+    rows: int = 0  # records held as columns
+    dead: list[tuple[int, Any, RecordError]] = field(default_factory=list)
+    oldest_change_us: int | None = None  # the earliest change time among the rows
+    held_bytes: int = 0  # the compressed pages and their ordering fields
+    _pages: list[bytes] = field(default_factory=list)
+    _keys: list[pa.RecordBatch] = field(default_factory=list)
+
+    def add(
+        self,
+        raw_records: Sequence[Any],
+        shard_ids: Sequence[str | None] | None = None,
+        *,
+        stream_arn: str | None = None,
+    ) -> None:
+        """Decode ``raw_records`` (one page, JSON text) after the ones already added."""
+        decoded = Decoded()
+        decoded.add(raw_records, self.options, shard_ids, stream_arn=stream_arn)
+        self.dead.extend((self.count + p, raw, err) for p, raw, err in decoded.dead)
+        records = decoded.records
+        if records:
+            options = self.options
+            with paused_gc():
+                schema = arrow_schema(options.promoted)
+                page = _compressed(
+                    records_table(records, schema, options.promoted, options.plain_images)
+                )
+                times = [r.change_time_us for r in records]
+                keys = pa.RecordBatch.from_pydict(
+                    {
+                        "table": [r.table_name for r in records],
+                        "hour": [t - t % US_PER_HOUR for t in times],
+                        "change_time": times,
+                        "sequence": [r.sequence_number for r in records],
+                        "source": [r.event_source for r in records],
+                        "event_id": [r.event_id for r in records],
+                        "text": [text_length(r) for r in records],
+                        "position": [self.count + p for p in decoded.positions],
+                        "page": [len(self._pages)] * len(records),
+                        "row": range(len(records)),
+                    },
+                    schema=_KEYS,
+                )
+            self._pages.append(page)
+            self._keys.append(keys)
+            self.rows += len(records)
+            self.held_bytes += len(page) + keys.nbytes
+            oldest = min(times)
+            if self.oldest_change_us is None or oldest < self.oldest_change_us:
+                self.oldest_change_us = oldest
+        self.count += decoded.count
+
+    def drain(self, origins: Sequence[str] | None = None) -> Iterator[EncodedFile]:
+        """Empty the spool at once; its files, one at a time: a Parquet file per partition,
+        then dead letters. Each page is let go once its last row is encoded."""
+        pages, keys, dead = self._pages, self._keys, self.dead
+        options = self.options
+        self._pages, self._keys, self.dead = [], [], []
+        self.count = self.rows = self.held_bytes = 0
+        self.oldest_change_us = None
+        return _files(pages, keys, dead, options, origins)
+
+
+def _compressed(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_WRITE) as writer:
+        writer.write_table(table)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def _opened(page: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(page), options=_READ).read_all()
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One partition's file to be: its rows in archive order, as (page, row), and their text."""
+
+    partition: Partition
+    name: str
+    pages: pa.Array
+    rows: pa.Array
+    texts: pa.Array
+    positions: pa.Array  # of every record it covers, repeats included
+    kinesis: bool
+
+
+def _files(
+    pages: list[bytes],
+    keys: list[pa.RecordBatch],
+    dead: list[tuple[int, Any, RecordError]],
+    options: ArchiveOptions,
+    origins: Sequence[str] | None,
+) -> Iterator[EncodedFile]:
+    with paused_gc():
+        batches = _batches(pa.Table.from_batches(keys, _KEYS))
+        del keys
+        left = [0] * len(pages)  # rows still to encode, per page
+        for batch in batches:
+            for count in pc.value_counts(batch.pages).to_pylist():
+                left[count["values"]] += count["counts"]
+        for page, rows in enumerate(left):
+            if not rows:  # every row of it a repeat of a row of another page
+                pages[page] = b""
+        schema = arrow_schema(options.promoted)
+        opened: dict[int, pa.Table] = {}
+
+        def row_group(page_of: list[int], row_of: list[int]) -> pa.Table:
+            pieces = []
+            start = 0
+            while start < len(page_of):  # runs of rows of one page: a slice each, or a take
+                page = page_of[start]
+                end = start + 1
+                while end < len(page_of) and page_of[end] == page:
+                    end += 1
+                if page not in opened:
+                    opened[page] = _opened(pages[page])
+                    pages[page] = b""
+                rows = row_of[start:end]
+                table = opened[page]
+                if rows == list(range(rows[0], rows[0] + len(rows))):
+                    pieces.append(table.slice(rows[0], len(rows)))
+                else:
+                    pieces.append(table.take(rows))
+                left[page] -= len(rows)
+                if not left[page]:
+                    del opened[page]
+                start = end
+            return pa.concat_tables(pieces).combine_chunks()
+
+        def row_groups(batch: _Batch) -> Iterator[pa.Table]:
+            start = 0
+            while start < len(batch.rows):
+                rows = row_group_rows(batch.texts.slice(start, ROW_GROUP_ROWS).to_pylist())
+                yield row_group(
+                    batch.pages.slice(start, rows).to_pylist(),
+                    batch.rows.slice(start, rows).to_pylist(),
+                )
+                start += rows
+
+        batches.reverse()  # popped from the end: each batch is let go once encoded
+        while batches:
+            batch = batches.pop()
+            data = write_row_groups(row_groups(batch), schema, kinesis=batch.kinesis)
+            key = batch.partition.key(batch.name)
+            yield EncodedFile(key, data, batch.positions.to_pylist(), len(batch.rows))
+            del batch
+    if dead:
+        yield from dead_letter_files(dead, options, origins)
+
+
+def _batches(keys: pa.Table) -> list[_Batch]:
+    """Each partition's rows in archive order, as make_batches orders records.
+
+    One stable sort of every row: by table, hour, then sequence number padded to its
+    source's width (text order is numeric order), and, in a partition that holds Kinesis
+    records, by change time before that (archiver.archive.codec.order_rows orders so on
+    read). Of rows with the same event id, the first in that order is kept.
+    """
+    if not keys.num_rows:
+        return []
+    tables, hours, sources = keys["table"], keys["hour"], keys["source"]
+    is_kinesis = pc.equal(sources, KINESIS_SOURCE)
+    padded = pc.utf8_lpad(keys["sequence"], SEQUENCE_WIDTH[DYNAMODB_SOURCE], "0")
+    sort = {"table": tables, "hour": hours}
+    kinesis_groups: set[tuple[str, int]] = set()
+    if pc.any(is_kinesis).as_py():
+        kinesis_rows = keys.filter(is_kinesis)
+        kinesis_groups = set(
+            zip(kinesis_rows["table"].to_pylist(), kinesis_rows["hour"].to_pylist(), strict=True)
+        )
+        in_kinesis_group = pa.array(
+            [g in kinesis_groups for g in zip(tables.to_pylist(), hours.to_pylist(), strict=True)]
+        )
+        sort["time"] = pc.if_else(in_kinesis_group, keys["change_time"], 0)
+        long = pc.utf8_lpad(keys["sequence"], SEQUENCE_WIDTH[KINESIS_SOURCE], "0")
+        padded = pc.if_else(is_kinesis, long, padded)
+    sort["padded"] = padded
+    order = pc.sort_indices(pa.table(sort), [(name, "ascending") for name in sort])
+    sorted_tables, sorted_hours = tables.take(order), hours.take(order)
+    changed = pc.or_(
+        pc.not_equal(sorted_tables[1:], sorted_tables[:-1]),
+        pc.not_equal(sorted_hours[1:], sorted_hours[:-1]),
+    )
+    starts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), len(order)]
+    batches = []
+    for start, end in pairwise(starts):
+        members = order[start:end]
+        event_ids = keys["event_id"].take(members)
+        if pc.count_distinct(event_ids).as_py() == len(members):
+            kept = members
+        else:
+            seen: set[str] = set()
+            first = []
+            for index, event_id in enumerate(event_ids.to_pylist()):
+                if event_id not in seen:
+                    seen.add(event_id)
+                    first.append(index)
+            kept = members.take(pa.array(first, pa.int64()))
+            event_ids = event_ids.take(pa.array(first, pa.int64()))
+        table, hour_start_us = sorted_tables[start].as_py(), sorted_hours[start].as_py()
+        sequences = keys["sequence"]
+        name = ids_name(
+            event_ids.to_pylist(),
+            sequences[kept[0].as_py()].as_py(),
+            sequences[kept[-1].as_py()].as_py(),
+        )
+        batches.append(
+            _Batch(
+                Partition(table, hour_start_us),
+                name,
+                keys["page"].take(kept),
+                keys["row"].take(kept),
+                keys["text"].take(kept),
+                keys["position"].take(members),
+                (table, hour_start_us) in kinesis_groups,
+            )
+        )
+    return batches
