@@ -550,6 +550,48 @@ def test_archiver_run_exits_1_when_its_last_flush_fails(
     assert not checkpoint.exists()
 
 
+def test_archiver_run_exits_1_when_its_last_flush_meets_an_outage(
+    stream_tables: Any, streams_proxy: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given an archive bucket behind an endpoint that refuses every connection (an outage: a
+    # failure worth retrying, so the flush keeps its files instead of stopping the poller)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    checkpoint = tmp_path / "positions" / "stream.json"
+    table, arn = stream_tables.create()
+    stream_tables.write(table, random.Random(16), 10)
+    expected = stream_tables.history(arn)
+    run = Run(
+        [
+            "--archive",
+            "s3://archive/down",
+            "--table",
+            table,
+            "--checkpoint",
+            str(checkpoint),
+            "--flush-interval",
+            "3600",
+            "--poll-interval",
+            "0.05",
+        ],
+        tmp_path,
+    )
+    wait_for(
+        lambda: streams_proxy.has_delivered(seq(expected[-1])),
+        "GetRecords of the last change",
+        proc=run.proc,
+    )
+
+    # When it is stopped, its last flush failing
+    status = run.stop()
+
+    # Then it says how many records it read and did not archive, exits 1, checkpoints nothing
+    assert status == 1, run.stderr
+    assert f"stopped with {len(expected)} records read but not archived" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not checkpoint.exists()
+
+
 def test_archiver_run_stops_with_exit_1_when_the_bucket_refuses_writes_for_good(
     stream_tables: Any, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
