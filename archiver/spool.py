@@ -17,13 +17,12 @@ make of the same records, row groups apart (cut at :data:`SPOOLED_ROW_GROUP_TEXT
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from archiver.archive.codec import (
     ROW_GROUP_ROWS,
@@ -35,11 +34,13 @@ from archiver.archive.codec import (
 )
 from archiver.archive.errors import RecordError
 from archiver.archive.layout import US_PER_HOUR, Partition
-from archiver.archive.record import DYNAMODB_SOURCE, KINESIS_SOURCE, SEQUENCE_WIDTH
+from archiver.archive.record import DYNAMODB_SOURCE, KINESIS_SOURCE, SEQUENCE_WIDTH, pad_sequence
 from archiver.archive.schema import arrow_schema
 from archiver.write import ArchiveOptions, Decoded, EncodedFile, dead_letter_files, paused_gc
 
 __all__ = ["Spool"]
+
+_DYNAMODB_WIDTH = SEQUENCE_WIDTH[DYNAMODB_SOURCE]
 
 # Arrow's IPC stream with each buffer compressed, on the calling thread (a page is small).
 _WRITE = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", 1), use_threads=False)
@@ -151,10 +152,10 @@ class _Batch:
 
     partition: Partition
     name: str
-    pages: pa.Array
-    rows: pa.Array
-    texts: pa.Array
-    positions: pa.Array  # of every record it covers, repeats included
+    pages: array[int]
+    rows: array[int]
+    texts: array[int]
+    positions: array[int]  # of every record it covers, repeats included
     kinesis: bool
 
 
@@ -170,32 +171,33 @@ def _files(
         del keys
         left = [0] * len(pages)  # rows still to encode, per page
         for batch in batches:
-            for count in pc.value_counts(batch.pages).to_pylist():
-                left[count["values"]] += count["counts"]
+            for page in batch.pages:
+                left[page] += 1
         for page, rows in enumerate(left):
             if not rows:  # every row of it a repeat of a row of another page
                 pages[page] = b""
         schema = arrow_schema(options.promoted)
         opened: dict[int, pa.Table] = {}
 
-        def row_group(page_of: list[int], row_of: list[int]) -> pa.Table:
+        def row_group(page_of: Sequence[int], row_of: Sequence[int]) -> pa.Table:
+            # Runs of consecutive rows of one page, each a slice (no copy) until the group's
+            # columns are made contiguous, once.
             pieces = []
             start = 0
-            while start < len(page_of):  # runs of rows of one page: a slice each, or a take
-                page = page_of[start]
+            while start < len(page_of):
+                page, first = page_of[start], row_of[start]
                 end = start + 1
-                while end < len(page_of) and page_of[end] == page:
+                while (
+                    end < len(page_of)
+                    and page_of[end] == page
+                    and row_of[end] == first + (end - start)
+                ):
                     end += 1
                 if page not in opened:
                     opened[page] = _opened(pages[page])
                     pages[page] = b""
-                rows = row_of[start:end]
-                table = opened[page]
-                if rows == list(range(rows[0], rows[0] + len(rows))):
-                    pieces.append(table.slice(rows[0], len(rows)))
-                else:
-                    pieces.append(table.take(rows))
-                left[page] -= len(rows)
+                pieces.append(opened[page].slice(first, end - start))
+                left[page] -= end - start
                 if not left[page]:
                     del opened[page]
                 start = end
@@ -204,19 +206,17 @@ def _files(
         def row_groups(batch: _Batch) -> Iterator[pa.Table]:
             start = 0
             while start < len(batch.rows):
-                rows = row_group_rows(batch.texts.slice(start, ROW_GROUP_ROWS).to_pylist())
-                yield row_group(
-                    batch.pages.slice(start, rows).to_pylist(),
-                    batch.rows.slice(start, rows).to_pylist(),
-                )
-                start += rows
+                rows = row_group_rows(batch.texts[start : start + ROW_GROUP_ROWS])
+                stop = start + rows
+                yield row_group(batch.pages[start:stop], batch.rows[start:stop])
+                start = stop
 
         batches.reverse()  # popped from the end: each batch is let go once encoded
         while batches:
             batch = batches.pop()
             data = write_row_groups(row_groups(batch), schema, kinesis=batch.kinesis)
             key = batch.partition.key(batch.name)
-            yield EncodedFile(key, data, batch.positions.to_pylist(), len(batch.rows))
+            yield EncodedFile(key, data, batch.positions, len(batch.rows))
             del batch
     if dead:
         yield from dead_letter_files(dead, options, origins)
@@ -225,68 +225,54 @@ def _files(
 def _batches(keys: pa.Table) -> list[_Batch]:
     """Each partition's rows in archive order, as make_batches orders records.
 
-    One stable sort of every row: by table, hour, then sequence number padded to its
-    source's width (text order is numeric order), and, in a partition that holds Kinesis
-    records, by change time before that (archiver.archive.codec.order_rows orders so on
-    read). Of rows with the same event id, the first in that order is kept.
+    Grouped by table and hour; each group sorted stably, in the order its rows arrived, by
+    sequence number padded to its source's width (text order is numeric order), and, in a
+    partition that holds Kinesis records, by change time before that
+    (archiver.archive.codec.order_rows orders so on read). Of rows with the same event id,
+    the first in that order is kept. In Python, not Arrow's compute functions: their
+    module and kernels would stay in the poller's memory for good, some 9 MB.
     """
-    if not keys.num_rows:
-        return []
-    tables, hours, sources = keys["table"], keys["hour"], keys["source"]
-    is_kinesis = pc.equal(sources, KINESIS_SOURCE)
-    padded = pc.utf8_lpad(keys["sequence"], SEQUENCE_WIDTH[DYNAMODB_SOURCE], "0")
-    sort = {"table": tables, "hour": hours}
-    kinesis_groups: set[tuple[str, int]] = set()
-    if pc.any(is_kinesis).as_py():
-        kinesis_rows = keys.filter(is_kinesis)
-        kinesis_groups = set(
-            zip(kinesis_rows["table"].to_pylist(), kinesis_rows["hour"].to_pylist(), strict=True)
-        )
-        in_kinesis_group = pa.array(
-            [g in kinesis_groups for g in zip(tables.to_pylist(), hours.to_pylist(), strict=True)]
-        )
-        sort["time"] = pc.if_else(in_kinesis_group, keys["change_time"], 0)
-        long = pc.utf8_lpad(keys["sequence"], SEQUENCE_WIDTH[KINESIS_SOURCE], "0")
-        padded = pc.if_else(is_kinesis, long, padded)
-    sort["padded"] = padded
-    order = pc.sort_indices(pa.table(sort), [(name, "ascending") for name in sort])
-    sorted_tables, sorted_hours = tables.take(order), hours.take(order)
-    changed = pc.or_(
-        pc.not_equal(sorted_tables[1:], sorted_tables[:-1]),
-        pc.not_equal(sorted_hours[1:], sorted_hours[:-1]),
+    column = keys.column
+    groups: dict[tuple[str, int], list[int]] = {}
+    for index, group in enumerate(
+        zip(column("table").to_pylist(), column("hour").to_pylist(), strict=True)
+    ):
+        groups.setdefault(group, []).append(index)
+    sequences, sources = column("sequence").to_pylist(), column("source").to_pylist()
+    event_ids, positions = column("event_id").to_pylist(), column("position").to_pylist()
+    pages, rows, texts = (
+        column("page").to_pylist(),
+        column("row").to_pylist(),
+        column("text").to_pylist(),
     )
-    starts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), len(order)]
     batches = []
-    for start, end in pairwise(starts):
-        members = order[start:end]
-        event_ids = keys["event_id"].take(members)
-        if pc.count_distinct(event_ids).as_py() == len(members):
-            kept = members
+    for table, hour_start_us in sorted(groups):
+        members = groups[table, hour_start_us]
+        kinesis = any(sources[i] == KINESIS_SOURCE for i in members)
+        if kinesis:
+            times = column("change_time").to_pylist()
+            order = sorted(
+                members, key=lambda i: (times[i], pad_sequence(sequences[i], sources[i]))
+            )
         else:
-            seen: set[str] = set()
-            first = []
-            for index, event_id in enumerate(event_ids.to_pylist()):
-                if event_id not in seen:
-                    seen.add(event_id)
-                    first.append(index)
-            kept = members.take(pa.array(first, pa.int64()))
-            event_ids = event_ids.take(pa.array(first, pa.int64()))
-        table, hour_start_us = sorted_tables[start].as_py(), sorted_hours[start].as_py()
-        sequences = keys["sequence"]
-        name = ids_name(
-            event_ids.to_pylist(),
-            sequences[kept[0].as_py()].as_py(),
-            sequences[kept[-1].as_py()].as_py(),
-        )
+            order = sorted(members, key=lambda i: sequences[i].rjust(_DYNAMODB_WIDTH, "0"))
+        seen: set[str] = set()
+        kept = []
+        for i in order:
+            if event_ids[i] not in seen:
+                seen.add(event_ids[i])
+                kept.append(i)
+        del seen, order
+        name = ids_name([event_ids[i] for i in kept], sequences[kept[0]], sequences[kept[-1]])
         batches.append(
             _Batch(
                 Partition(table, hour_start_us),
                 name,
-                keys["page"].take(kept),
-                keys["row"].take(kept),
-                keys["text"].take(kept),
-                keys["position"].take(members),
-                (table, hour_start_us) in kinesis_groups,
+                array("i", [pages[i] for i in kept]),
+                array("i", [rows[i] for i in kept]),
+                array("i", [texts[i] for i in kept]),
+                array("q", [positions[i] for i in members]),
+                kinesis,
             )
         )
     return batches

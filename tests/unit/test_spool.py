@@ -8,6 +8,9 @@ same positions, with the same rows in the same order.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,6 +36,7 @@ PROPERTY = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+ROOT = Path(__file__).resolve().parents[2]
 POISON = [{"eventID": "p1", "eventName": "INSERT"}, [1, 2], b"{not json"]
 
 
@@ -183,3 +187,23 @@ def test_a_page_is_held_in_less_than_a_third_of_its_text() -> None:
     spool = spooled([page])
     assert spool.rows == 1000
     assert spool.held_bytes < text / 3, (spool.held_bytes, text)
+
+
+def test_a_flush_loads_none_of_arrows_compute_functions() -> None:
+    # Given a fresh process that spools pages and drains them, as the poller does
+    script = """
+import sys, orjson
+from archiver.spool import Spool
+from tests.strategies import insert_record
+spool = Spool()
+for page in range(3):
+    spool.add([orjson.dumps(insert_record(f"e{page}-{i}", 10 * page - i)) for i in range(5)])
+files = list(spool.drain())
+assert [f.rows for f in files] == [15], files
+print(sorted(m for m in sys.modules if m.startswith("pyarrow.") and "compute" in m))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    # Then Arrow's compute module was never imported: it would stay in memory for good
+    assert done.stdout.strip() == "[]", done.stderr
