@@ -71,7 +71,7 @@ ROW_GROUP_ROWS = 10_000
 # The poller's flush (archiver.spool) also closes a row group at this much text: each row
 # group's Arrow copy exists beside the buffer still held, so the group's size, not the
 # flush's, sets the peak.
-SPOOLED_ROW_GROUP_TEXT = 4 * 1024 * 1024
+SPOOLED_ROW_GROUP_TEXT = 2 * 1024 * 1024
 # A file of more than this much data (uncompressed) is decoded on Arrow's threads.
 THREADED_READ_BYTES = 8 * 1024 * 1024
 
