@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archiver import spool as spool_module
 from archiver.archive import codec
 from archiver.archive.codec import order_rows, read_archive_file, stream_records
 from archiver.spool import Spool
@@ -83,10 +84,11 @@ def cut(items: list[Any], sizes: list[int]) -> list[list[Any]]:
 @given(
     record_batches(dynamodb_records() | kinesis_records(), max_size=10),
     st.lists(st.sampled_from(POISON), max_size=2),
+    st.booleans(),
     st.data(),
 )
 def test_the_spool_writes_what_every_other_sink_writes(
-    records: list[dict[str, Any]], poison: list[Any], data: st.DataObject
+    records: list[dict[str, Any]], poison: list[Any], gathered: bool, data: st.DataObject
 ) -> None:
     # Given records of any tables, hours and sources, some of them delivered twice and a few
     # that cannot be archived, in pages of any sizes
@@ -94,10 +96,14 @@ def test_the_spool_writes_what_every_other_sink_writes(
     mixed = data.draw(st.permutations(records + repeats + poison))
     texts = [r if isinstance(r, bytes) else orjson.dumps(r) for r in mixed]
     pages = cut(texts, data.draw(st.lists(st.integers(1, 5), max_size=6)))
-    # When they are spooled and drained
+    # When they are spooled and drained (each row group made of slices of its pages, or
+    # gathered from them as when several shards' pages interleave)
     spool = spooled(pages)
     assert spool.count == len(texts) and spool.rows == len(texts) - len(poison)
-    files = list(spool.drain())
+    with pytest.MonkeyPatch.context() as patch:
+        if gathered:
+            patch.setattr(spool_module, "_SLICED_RUNS", 0)
+        files = list(spool.drain())
     # Then the files are those of the reference path: same names, positions and bytes (one
     # row group each here, so the Parquet is the same to the byte), dead letters included
     expected = reference(pages)
@@ -193,6 +199,7 @@ def test_a_flush_loads_none_of_arrows_compute_functions() -> None:
     # Given a fresh process that spools pages and drains them, as the poller does
     script = """
 import sys, orjson
+from archiver import spool as spool_module
 from archiver.spool import Spool
 from tests.strategies import insert_record
 spool = Spool()
