@@ -90,10 +90,13 @@ class Spool:
         *,
         stream_arn: str | None = None,
     ) -> None:
-        """Decode ``raw_records`` (one page, JSON text) after the ones already added."""
+        """Decode ``raw_records`` (one page, JSON text) after the ones already added.
+
+        All or nothing: if the page cannot be held (an error in Arrow, memory), the spool is
+        as it was.
+        """
         decoded = Decoded()
         decoded.add(raw_records, self.options, shard_ids, stream_arn=stream_arn)
-        self.dead.extend((self.count + p, raw, err) for p, raw, err in decoded.dead)
         records = decoded.records
         if records:
             options = self.options
@@ -118,13 +121,14 @@ class Spool:
                     },
                     schema=_KEYS,
                 )
-            self._pages.append(page)
+            self._pages.append(page)  # nothing below can fail
             self._keys.append(keys)
             self.rows += len(records)
             self.held_bytes += len(page) + keys.nbytes
             oldest = min(times)
             if self.oldest_change_us is None or oldest < self.oldest_change_us:
                 self.oldest_change_us = oldest
+        self.dead.extend((self.count + p, raw, err) for p, raw, err in decoded.dead)
         self.count += decoded.count
 
     def drain(self, origins: Sequence[str] | None = None) -> Iterator[EncodedFile]:

@@ -214,3 +214,27 @@ print(sorted(m for m in sys.modules if m.startswith("pyarrow.") and "compute" in
     )
     # Then Arrow's compute module was never imported: it would stay in memory for good
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_page_that_cannot_be_held_leaves_the_spool_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a spool holding a page
+    spool = spooled([[orjson.dumps(insert_record("e0", 0))]])
+    before = (spool.count, spool.rows, list(spool.dead), spool.held_bytes, spool.oldest_change_us)
+    page = [b"[1]", orjson.dumps(insert_record("e1", 1))]
+
+    # When Arrow fails on the next page (memory, say)
+    def failing(*args: Any) -> Any:
+        raise MemoryError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spool_module, "records_table", failing)
+        with pytest.raises(MemoryError):
+            spool.add(page)
+    # Then nothing of that page is held, its dead record included
+    assert (spool.count, spool.rows, spool.dead, spool.held_bytes, spool.oldest_change_us) == before
+    # and the page added again takes the positions after the first page's
+    spool.add(page)
+    files = list(spool.drain())
+    assert [sorted(f.positions) for f in files] == [[0, 2], [1]]
