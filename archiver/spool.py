@@ -18,8 +18,10 @@ make of the same records, row groups apart (cut at :data:`SPOOLED_ROW_GROUP_TEXT
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
@@ -49,19 +51,16 @@ _SLICED_RUNS = 64
 # Arrow's IPC stream with each buffer compressed, on the calling thread (a page is small).
 _WRITE = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", 1), use_threads=False)
 _READ = pa.ipc.IpcReadOptions(use_threads=False)
-# What orders a page's rows, kept beside its compressed columns (about 100 bytes a row).
+# What orders a page's rows, kept beside its compressed columns (about 90 bytes a row).
 _KEYS = pa.schema(
     [
-        ("table", pa.string()),
-        ("hour", pa.int64()),  # the start of the change's hour, epoch microseconds
+        ("partition", pa.int32()),  # the spool's number for the row's (table, hour)
         ("change_time", pa.int64()),
         ("sequence", pa.string()),  # as it arrived, unpadded
-        ("source", pa.string()),
+        ("kinesis", pa.bool_()),  # delivered through Kinesis (its sequence is Kinesis's)
         ("event_id", pa.string()),
         ("text", pa.int32()),  # the JSON text the row carries (row groups are cut by it)
         ("position", pa.int64()),
-        ("page", pa.int32()),
-        ("row", pa.int32()),
     ]
 )
 
@@ -82,6 +81,7 @@ class Spool:
     held_bytes: int = 0  # the compressed pages and their ordering fields
     _pages: list[bytes] = field(default_factory=list)
     _keys: list[pa.RecordBatch] = field(default_factory=list)
+    _partitions: dict[tuple[str, int], int] = field(default_factory=dict)  # (table, hour): number
 
     def add(
         self,
@@ -106,23 +106,26 @@ class Spool:
                     records_table(records, schema, options.promoted, options.plain_images)
                 )
                 times = [r.change_time_us for r in records]
+                partitions = dict(self._partitions)  # kept only once the page is
+                numbers = [
+                    partitions.setdefault((r.table_name, t - t % US_PER_HOUR), len(partitions))
+                    for r, t in zip(records, times, strict=True)
+                ]
                 keys = pa.RecordBatch.from_pydict(
                     {
-                        "table": [r.table_name for r in records],
-                        "hour": [t - t % US_PER_HOUR for t in times],
+                        "partition": numbers,
                         "change_time": times,
                         "sequence": [r.sequence_number for r in records],
-                        "source": [r.event_source for r in records],
+                        "kinesis": [r.event_source == KINESIS_SOURCE for r in records],
                         "event_id": [r.event_id for r in records],
                         "text": [text_length(r) for r in records],
                         "position": [self.count + p for p in decoded.positions],
-                        "page": [len(self._pages)] * len(records),
-                        "row": range(len(records)),
                     },
                     schema=_KEYS,
                 )
             self._pages.append(page)  # nothing below can fail
             self._keys.append(keys)
+            self._partitions = partitions
             self.rows += len(records)
             self.held_bytes += len(page) + keys.nbytes
             oldest = min(times)
@@ -134,41 +137,47 @@ class Spool:
     def drain(self, origins: Sequence[str] | None = None) -> Iterator[EncodedFile]:
         """Empty the spool at once; its files, one at a time: a Parquet file per partition,
         then dead letters. Each page is let go once its last row is encoded."""
-        pages, keys, dead = self._pages, self._keys, self.dead
+        pages, keys, dead, partitions = self._pages, self._keys, self.dead, self._partitions
         options = self.options
-        self._pages, self._keys, self.dead = [], [], []
+        self._pages, self._keys, self.dead, self._partitions = [], [], [], {}
         self.count = self.rows = self.held_bytes = 0
         self.oldest_change_us = None
-        return _files(pages, keys, dead, options, origins)
+        return _files(pages, keys, list(partitions), dead, options, origins)
 
 
-def _runs(page_of: Sequence[int], row_of: Sequence[int]) -> list[tuple[int, int, int]]:
-    """Rows as runs of consecutive rows of one page: (page, first row, rows)."""
+def _runs(rows: Sequence[int], starts: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Rows (numbered across pages) as runs of consecutive rows of one page: (page, first, rows).
+
+    ``starts`` holds each page's first row, and the row after the last page's.
+    """
     runs = []
-    start = 0
-    while start < len(page_of):
-        page, first = page_of[start], row_of[start]
-        end = start + 1
-        while end < len(page_of) and page_of[end] == page and row_of[end] == first + end - start:
+    index = 0
+    while index < len(rows):
+        row = rows[index]
+        page = bisect_right(starts, row) - 1
+        end, last = index + 1, starts[page + 1]
+        while end < len(rows) and rows[end] == rows[end - 1] + 1 and rows[end] < last:
             end += 1
-        runs.append((page, first, end - start))
-        start = end
+        runs.append((page, row - starts[page], end - index))
+        index = end
     return runs
 
 
-def _taken(tables: dict[int, pa.Table], page_of: Sequence[int], row_of: Sequence[int]) -> pa.Table:
-    """The rows (page, row) of ``tables``, in their order, as one contiguous table.
+def _taken(tables: dict[int, pa.Table], runs: list[tuple[int, int, int]]) -> pa.Table:
+    """The runs' rows of ``tables``, in their order, as one contiguous table.
 
     Arrow's take, and so its compute module, loaded here only: once loaded it stays in the
     process (about 9 MB), and a poller of one shard never needs it.
     """
     import pyarrow.compute  # noqa: F401  (Table.take uses it)
 
-    starts, total = {}, 0
+    offsets, total = {}, 0
     for page, table in tables.items():
-        starts[page] = total
+        offsets[page] = total
         total += table.num_rows
-    indices = pa.array([starts[p] + r for p, r in zip(page_of, row_of, strict=True)], pa.int64())
+    indices = pa.array(
+        [offsets[page] + first + k for page, first, rows in runs for k in range(rows)], pa.int64()
+    )
     taken: pa.Table = pa.concat_tables(tables.values()).take(indices)
     return taken.combine_chunks()
 
@@ -187,13 +196,12 @@ def _opened(page: bytes) -> pa.Table:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """One partition's file to be: its rows in archive order, as (page, row), and their text."""
+    """One partition's file to be: its rows in archive order (numbered across pages)."""
 
     partition: Partition
     name: str
-    pages: array[int]
     rows: array[int]
-    texts: array[int]
+    texts: array[int]  # each row's text
     positions: array[int]  # of every record it covers, repeats included
     kinesis: bool
 
@@ -201,25 +209,27 @@ class _Batch:
 def _files(
     pages: list[bytes],
     keys: list[pa.RecordBatch],
+    partitions: list[tuple[str, int]],
     dead: list[tuple[int, Any, RecordError]],
     options: ArchiveOptions,
     origins: Sequence[str] | None,
 ) -> Iterator[EncodedFile]:
     with paused_gc():
-        batches = _batches(pa.Table.from_batches(keys, _KEYS))
+        starts = [0, *accumulate(batch.num_rows for batch in keys)]
+        batches = _batches(pa.Table.from_batches(keys, _KEYS), partitions)
         del keys
         left = [0] * len(pages)  # rows still to encode, per page
         for batch in batches:
-            for page in batch.pages:
-                left[page] += 1
+            for page, _, rows in _runs(batch.rows, starts):
+                left[page] += rows
         for page, rows in enumerate(left):
             if not rows:  # every row of it a repeat of a row of another page
                 pages[page] = b""
         schema = arrow_schema(options.promoted)
         opened: dict[int, pa.Table] = {}
 
-        def row_group(page_of: Sequence[int], row_of: Sequence[int]) -> pa.Table:
-            runs = _runs(page_of, row_of)
+        def row_group(rows: Sequence[int]) -> pa.Table:
+            runs = _runs(rows, starts)
             for page, _, _ in runs:
                 if page not in opened:
                     opened[page] = _opened(pages[page])
@@ -227,13 +237,13 @@ def _files(
             if len(runs) <= _SLICED_RUNS:
                 # Runs of consecutive rows of one page (one shard's, in order): a slice each,
                 # made contiguous once.
-                pieces = [opened[page].slice(first, rows) for page, first, rows in runs]
+                pieces = [opened[page].slice(first, count) for page, first, count in runs]
                 table = pa.concat_tables(pieces).combine_chunks()
             else:
                 # Rows of pages that interleave (several shards' at once): one take over them.
-                table = _taken({page: opened[page] for page, _, _ in runs}, page_of, row_of)
-            for page, _, rows in runs:
-                left[page] -= rows
+                table = _taken({page: opened[page] for page, _, _ in runs}, runs)
+            for page, _, count in runs:
+                left[page] -= count
                 if not left[page]:
                     del opened[page]
             return table
@@ -241,9 +251,8 @@ def _files(
         def row_groups(batch: _Batch) -> Iterator[pa.Table]:
             start = 0
             while start < len(batch.rows):
-                rows = row_group_rows(batch.texts[start : start + ROW_GROUP_ROWS])
-                stop = start + rows
-                yield row_group(batch.pages[start:stop], batch.rows[start:stop])
+                stop = start + row_group_rows(batch.texts[start : start + ROW_GROUP_ROWS])
+                yield row_group(batch.rows[start:stop])
                 start = stop
 
         batches.reverse()  # popped from the end: each batch is let go once encoded
@@ -257,7 +266,7 @@ def _files(
         yield from dead_letter_files(dead, options, origins)
 
 
-def _batches(keys: pa.Table) -> list[_Batch]:
+def _batches(keys: pa.Table, partitions: list[tuple[str, int]]) -> list[_Batch]:
     """Each partition's rows in archive order, as make_batches orders records.
 
     Grouped by table and hour; each group sorted stably, in the order its rows arrived, by
@@ -268,31 +277,31 @@ def _batches(keys: pa.Table) -> list[_Batch]:
     module and kernels would stay in the poller's memory for good, some 9 MB (see _taken).
     """
     column = keys.column
-    groups: dict[tuple[str, int], list[int]] = {}
-    for index, group in enumerate(
-        zip(column("table").to_pylist(), column("hour").to_pylist(), strict=True)
-    ):
-        groups.setdefault(group, []).append(index)
-    sequences, sources = column("sequence").to_pylist(), column("source").to_pylist()
-    event_ids, positions = column("event_id").to_pylist(), column("position").to_pylist()
-    pages, rows, texts = (
-        column("page").to_pylist(),
-        column("row").to_pylist(),
-        column("text").to_pylist(),
-    )
+    groups: list[list[int]] = [[] for _ in partitions]
+    for index, number in enumerate(column("partition").to_pylist()):
+        groups[number].append(index)
+    sequences, event_ids = column("sequence").to_pylist(), column("event_id").to_pylist()
+    kinesis_rows = column("kinesis").to_pylist()
+    texts, positions = column("text").to_pylist(), column("position").to_pylist()
     batches = []
-    for table, hour_start_us in sorted(groups):
-        members = groups[table, hour_start_us]
-        kinesis = any(sources[i] == KINESIS_SOURCE for i in members)
+    for number in sorted(range(len(partitions)), key=partitions.__getitem__):
+        members = groups[number]
+        kinesis = any(kinesis_rows[i] for i in members)
         if kinesis:
             times = column("change_time").to_pylist()
             order = sorted(
-                members, key=lambda i: (times[i], pad_sequence(sequences[i], sources[i]))
+                members,
+                key=lambda i: (
+                    times[i],
+                    pad_sequence(
+                        sequences[i], KINESIS_SOURCE if kinesis_rows[i] else DYNAMODB_SOURCE
+                    ),
+                ),
             )
         else:
             order = sorted(members, key=lambda i: sequences[i].rjust(_DYNAMODB_WIDTH, "0"))
         seen: set[str] = set()
-        kept = []
+        kept = array("i")
         for i in order:
             if event_ids[i] not in seen:
                 seen.add(event_ids[i])
@@ -301,10 +310,9 @@ def _batches(keys: pa.Table) -> list[_Batch]:
         name = ids_name([event_ids[i] for i in kept], sequences[kept[0]], sequences[kept[-1]])
         batches.append(
             _Batch(
-                Partition(table, hour_start_us),
+                Partition(*partitions[number]),
                 name,
-                array("i", [pages[i] for i in kept]),
-                array("i", [rows[i] for i in kept]),
+                kept,
                 array("i", [texts[i] for i in kept]),
                 array("q", [positions[i] for i in members]),
                 kinesis,
