@@ -9,6 +9,7 @@ rows back into the stream records exactly as they arrived.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, islice
 from typing import IO, Any, cast
@@ -144,18 +145,29 @@ def encode_records(
 
 def write_row_groups(tables: Iterable[pa.Table], schema: pa.Schema, *, kinesis: bool) -> bytes:
     """Archive tables (rows in archive order), each one row group, as one zstd Parquet file."""
-    sink = pa.BufferOutputStream()
     # Arrow's allocator keeps what a row group freed unless asked: without a release between
     # row groups, a flush held twice the memory it needs. (Not after the last: a Lambda
     # invocation, one row group, would pay ~30 ms of page faults on the next one to get the
     # memory back.)
     pool = pa.default_memory_pool()
-    with _writer(sink, schema, kinesis=kinesis) as writer:
+    out = io.BytesIO()
+    with _writer(pa.PythonFile(out, mode="w"), schema, kinesis=kinesis) as writer:
         for index, table in enumerate(tables):
             if index:
                 pool.release_unused()
             writer.write_table(table)
-    data: bytes = sink.getvalue().to_pybytes()
+    return _written(out)
+
+
+def _written(out: io.BytesIO) -> bytes:
+    """The bytes a Parquet writer wrote into ``out``, without a copy.
+
+    Arrow's own output stream would hand them over as a buffer that Python copies into
+    bytes: the file twice over in memory for a moment (a poller's flush writes one file of
+    everything it buffered for a partition; a compaction, 128 MiB). A BytesIO gives its
+    bytes as they are.
+    """
+    data: bytes = out.getvalue()
     return data
 
 
@@ -299,11 +311,10 @@ def _writer(sink: Any, schema: pa.Schema, *, kinesis: bool) -> pq.ParquetWriter:
 
 def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
     """An archive table (schema and metadata already set, rows in archive order) as Parquet bytes."""
-    sink = pa.BufferOutputStream()
-    with _writer(sink, table.schema, kinesis=kinesis) as writer:
+    out = io.BytesIO()
+    with _writer(pa.PythonFile(out, mode="w"), table.schema, kinesis=kinesis) as writer:
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+    return _written(out)
 
 
 def table_name(table: pa.Table) -> str:
