@@ -510,12 +510,25 @@ def test_archiver_run_drains_a_disabled_stream_and_exits_0_on_its_own(
     assert sum(line["RecordsArchived"] for line in lines) == len(expected)
 
 
+@pytest.mark.parametrize("failure", ["refused", "outage"])
 def test_archiver_run_exits_1_when_its_last_flush_fails(
-    stream_tables: Any, streams_proxy: Any, tmp_path: Path
+    stream_tables: Any,
+    streams_proxy: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    failure: str,
 ) -> None:
-    # Given an archive that cannot be written (its folder is a file) and a separate checkpoint
-    blocked = tmp_path / "archive"
-    blocked.write_text("a file where the archive folder should be")
+    # Given an archive that cannot be written, and a separate checkpoint: a folder that is a
+    # file (refused for good), or a bucket behind an endpoint that refuses every connection (an
+    # outage, worth retrying: the flush keeps its files instead of stopping the poller)
+    if failure == "refused":
+        blocked = tmp_path / "archive"
+        blocked.write_text("a file where the archive folder should be")
+        archive = str(blocked)
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        archive = "s3://archive/down"
     checkpoint = tmp_path / "positions" / "stream.json"
     table, arn = stream_tables.create()
     stream_tables.write(table, random.Random(14), 20)
@@ -523,48 +536,7 @@ def test_archiver_run_exits_1_when_its_last_flush_fails(
     run = Run(
         [
             "--archive",
-            str(blocked),
-            "--table",
-            table,
-            "--checkpoint",
-            str(checkpoint),
-            "--flush-interval",
-            "3600",
-            "--poll-interval",
-            "0.05",
-        ],
-        tmp_path,
-    )
-    wait_for(
-        lambda: streams_proxy.has_delivered(seq(expected[-1])),
-        "GetRecords of the last change",
-        proc=run.proc,
-    )
-
-    status = run.stop()
-
-    # Then it says what it could not archive, exits 1, and checkpoints nothing
-    assert status == 1, run.stderr
-    assert f"stopped with {len(expected)} records read but not archived" in run.stderr
-    assert "Traceback" not in run.stderr
-    assert not checkpoint.exists()
-
-
-def test_archiver_run_exits_1_when_its_last_flush_meets_an_outage(
-    stream_tables: Any, streams_proxy: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # Given an archive bucket behind an endpoint that refuses every connection (an outage: a
-    # failure worth retrying, so the flush keeps its files instead of stopping the poller)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    checkpoint = tmp_path / "positions" / "stream.json"
-    table, arn = stream_tables.create()
-    stream_tables.write(table, random.Random(16), 10)
-    expected = stream_tables.history(arn)
-    run = Run(
-        [
-            "--archive",
-            "s3://archive/down",
+            archive,
             "--table",
             table,
             "--checkpoint",
@@ -585,7 +557,7 @@ def test_archiver_run_exits_1_when_its_last_flush_meets_an_outage(
     # When it is stopped, its last flush failing
     status = run.stop()
 
-    # Then it says how many records it read and did not archive, exits 1, checkpoints nothing
+    # Then it says what it could not archive, exits 1, and checkpoints nothing
     assert status == 1, run.stderr
     assert f"stopped with {len(expected)} records read but not archived" in run.stderr
     assert "Traceback" not in run.stderr
