@@ -76,6 +76,7 @@ _TEXT_COLUMNS = list(
     )
 )
 _PIECE_ROWS = 8192
+_JOINED_ROWS = 2048  # small partitions joined for the rebuild (see iter_record_texts)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -295,11 +296,37 @@ def iter_record_texts(
     freed before the next is made, and the next partition is read on a thread
     of its own meanwhile (Arrow and Parquet release the GIL), its files and
     those of the partitions after it fetched ahead (:mod:`.fetch`): at most
-    two partitions are in memory, and the bytes fetched ahead.
+    two partitions are in memory (or small partitions of up to a piece's rows,
+    joined), and the bytes fetched ahead.
     """
-    for rows in _read_ahead(_ordered_partitions(store, table, flt)):
-        for start in range(0, rows.num_rows, _PIECE_ROWS):
-            yield record_texts(rows.slice(start, _PIECE_ROWS), suffix)
+    # Partitions of a few hundred rows (the sink's, before compaction) are joined until they
+    # hold _JOINED_ROWS: the rebuild costs some thirty Arrow calls a piece, whatever its rows,
+    # and 800 files in 52 partitions spent a quarter of their replay in them.
+    held: list[pa.Table] = []
+    rows_held = 0
+    with closing(_read_ahead(_ordered_partitions(store, table, flt))) as partitions:
+        while True:
+            try:
+                rows = next(partitions, None)
+            except BaseException:
+                # A partition that cannot be read stops the replay after every record before it.
+                if held:
+                    yield from _pieces(pa.concat_tables(held), suffix)
+                raise
+            if rows is None:
+                break
+            held.append(rows)
+            rows_held += rows.num_rows
+            if rows_held >= _JOINED_ROWS:
+                yield from _pieces(pa.concat_tables(held), suffix)
+                held, rows_held = [], 0
+    if held:
+        yield from _pieces(pa.concat_tables(held), suffix)
+
+
+def _pieces(rows: pa.Table, suffix: str) -> Iterator[pa.ChunkedArray]:
+    for start in range(0, rows.num_rows, _PIECE_ROWS):
+        yield record_texts(rows.slice(start, _PIECE_ROWS), suffix)
 
 
 def _ordered_partitions(store: ArchiveStore, table: str, flt: EventFilter) -> Iterator[pa.Table]:
@@ -316,7 +343,7 @@ def _ordered_partitions(store: ArchiveStore, table: str, flt: EventFilter) -> It
 _END = object()
 
 
-def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+def _read_ahead(items: Iterator[T]) -> Generator[T, None, None]:
     """``items`` in order, each next one made on a thread while the caller uses this one.
 
     An error making an item is raised when the caller reaches that item.
