@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from archiver import spool as spool_module
 from archiver.archive import codec
 from archiver.archive.codec import order_rows, read_archive_file, stream_records
+from archiver.archive.schema import parse_promoted_columns
 from archiver.spool import Spool
 from archiver.write import ArchiveOptions, Decoded, EncodedFile, encode_decoded
 from tests.strategies import (
@@ -238,3 +239,20 @@ def test_a_page_that_cannot_be_held_leaves_the_spool_as_it_was(
     spool.add(page)
     files = list(spool.drain())
     assert [sorted(f.positions) for f in files] == [[0, 2], [1]]
+
+
+def test_promoted_columns_and_plain_images_are_spooled_as_every_other_sink_writes_them() -> None:
+    # Given a poller's options with promoted columns and plain images, and pages of changes
+    options = ArchiveOptions(
+        promoted=parse_promoted_columns("pk:string,total=n:decimal(18,2)"), plain_images=True
+    )
+    pages = [
+        [orjson.dumps(insert_record(f"e{page}-{i}", 10 * page + i)) for i in range(4)]
+        for page in range(3)
+    ]
+    # When they are spooled and drained, Then the files are the reference path's, to the byte
+    files = list(spooled(pages, options).drain())
+    expected = reference(pages, options)
+    assert [(f.key, f.data) for f in files] == [(f.key, f.data) for f in expected]
+    columns = pq.read_table(io.BytesIO(files[0].data)).column_names
+    assert {"pk", "total", "new_image_plain"} <= set(columns)
