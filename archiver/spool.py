@@ -3,7 +3,7 @@
 Each page GetRecords returns is decoded as it arrives, and its good records become the
 archive's columns at once (an Arrow table, as a file's row group holds them), kept
 compressed with zstd in Arrow's IPC format. Beside them, uncompressed, stay only the few
-fields that order the archive. A buffer of JSON text then costs about a quarter of that
+fields that order the archive. A buffer of JSON text then costs about a third of that
 text (records decoded one by one cost one and a half times it), and the Arrow columns a
 flush needs are made once, page by page, as the stream is read.
 
@@ -135,8 +135,11 @@ class Spool:
         self.count += decoded.count
 
     def drain(self, origins: Sequence[str] | None = None) -> Iterator[EncodedFile]:
-        """Empty the spool at once; its files, one at a time: a Parquet file per partition,
-        then dead letters. Each page is let go once its last row is encoded."""
+        """Empty the spool at once, and give its files one at a time.
+
+        A Parquet file per partition, then the dead letters. Each page is let go once its
+        last row is encoded.
+        """
         pages, keys, dead, partitions = self._pages, self._keys, self.dead, self._partitions
         options = self.options
         self._pages, self._keys, self.dead, self._partitions = [], [], [], {}
@@ -283,12 +286,13 @@ def _batches(keys: pa.Table, partitions: list[tuple[str, int]]) -> list[_Batch]:
     sequences, event_ids = column("sequence").to_pylist(), column("event_id").to_pylist()
     kinesis_rows = column("kinesis").to_pylist()
     texts, positions = column("text").to_pylist(), column("position").to_pylist()
+    times: list[int] = []  # change times, read only for a partition that holds Kinesis rows
     batches = []
     for number in sorted(range(len(partitions)), key=partitions.__getitem__):
         members = groups[number]
         kinesis = any(kinesis_rows[i] for i in members)
         if kinesis:
-            times = column("change_time").to_pylist()
+            times = times or column("change_time").to_pylist()
             order = sorted(
                 members,
                 key=lambda i: (
