@@ -173,7 +173,7 @@ class Poller:
         self.on_flush = on_flush
         self.shards: dict[str, _ShardState] = {}
         # Each page GetRecords returned is decoded at once into the archive's columns, kept
-        # compressed: a record costs about a quarter of its text (see archiver.spool).
+        # compressed: a record costs about a third of its text (see archiver.spool).
         self.buffer = Spool(options)
         # Files a failed flush encoded and could not store: kept, compressed, until they are.
         self.unwritten: list[EncodedFile] = []

@@ -296,8 +296,8 @@ def iter_record_texts(
     freed before the next is made, and the next partition is read on a thread
     of its own meanwhile (Arrow and Parquet release the GIL), its files and
     those of the partitions after it fetched ahead (:mod:`.fetch`): at most
-    two partitions are in memory (or small partitions of up to a piece's rows,
-    joined), and the bytes fetched ahead.
+    two partitions are in memory (or small ones, joined until they hold
+    2,048 rows), and the bytes fetched ahead.
     """
     # Partitions of a few hundred rows (the sink's, before compaction) are joined until they
     # hold _JOINED_ROWS: the rebuild costs some thirty Arrow calls a piece, whatever its rows,
