@@ -311,10 +311,10 @@ def _writer(sink: Any, schema: pa.Schema, *, kinesis: bool) -> pq.ParquetWriter:
 
 def write_parquet(table: pa.Table, *, kinesis: bool) -> bytes:
     """An archive table (schema and metadata already set, rows in archive order) as Parquet bytes."""
-    out = io.BytesIO()
-    with _writer(pa.PythonFile(out, mode="w"), table.schema, kinesis=kinesis) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    return _written(out)
+    groups = (
+        table.slice(start, ROW_GROUP_ROWS) for start in range(0, table.num_rows, ROW_GROUP_ROWS)
+    )
+    return write_row_groups(groups, table.schema, kinesis=kinesis)
 
 
 def table_name(table: pa.Table) -> str:
