@@ -16,15 +16,21 @@ operation, with :func:`describe`. Pauses between tries come from
 :func:`backoff` (or :func:`doubled` and :func:`jittered`, for a caller that
 keeps its last pause).
 
+Every session made here reads timestamps with :func:`parse_timestamp`, which
+gives botocore's values for the two forms S3 sends, a hundred times faster: an
+S3 response carries one (``Last-Modified``) and a listing one for each object.
+
 boto3 and botocore are imported on first use, not with this module: the
 format package stays free of the SDK at import time (Lambda cold starts).
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import os
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +45,9 @@ __all__ = [
     "doubled",
     "error_code",
     "jittered",
+    "parse_timestamp",
     "region",
+    "tuned",
 ]
 
 _REGIONLESS = {"s3"}  # finds the bucket's region itself
@@ -73,14 +81,77 @@ def client(service: str, **kwargs: Any) -> Any:
         When no region is set anywhere and the service needs one (every service but S3).
     """
     import boto3
+    import botocore.session
 
-    session = boto3.session.Session(region_name=_region_variable())
+    session = boto3.session.Session(
+        botocore_session=tuned(botocore.session.Session()), region_name=_region_variable()
+    )
     if session.region_name is None and service not in _REGIONLESS:
         raise MissingRegionError(
             f"no AWS region is set for {service}: set AWS_REGION "
             "(or AWS_DEFAULT_REGION, or region in your AWS profile)"
         )
     return session.client(service, **kwargs)
+
+
+# -- timestamps ------------------------------------------------------------------------------
+
+# The two forms S3 sends: ISO 8601 in XML bodies (a listing's LastModified) and RFC 1123 in
+# headers (Last-Modified). botocore hands every timestamp to dateutil, at 90 to 150 us each.
+_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z", re.ASCII)
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
+_RFC_1123 = re.compile(
+    rf"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) ({'|'.join(_MONTH_NAMES)}) (\d{{4}}) "
+    r"(\d\d):(\d\d):(\d\d) GMT",
+    re.ASCII,
+)
+
+
+def parse_timestamp(value: Any) -> datetime.datetime:
+    """A timestamp of an AWS response: the instant botocore's own parser reads (in UTC), without
+    dateutil for the two forms S3 sends; any other form goes to botocore's parser."""
+    if type(value) is str:
+        try:
+            found = _ISO.fullmatch(value)
+            if found is not None:
+                year, month, day, hour, minute, second, fraction = found.groups()
+                return datetime.datetime(
+                    int(year),
+                    int(month),
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second),
+                    int(fraction.ljust(6, "0")) if fraction else 0,
+                    tzinfo=datetime.UTC,
+                )
+            found = _RFC_1123.fullmatch(value)
+            if found is not None:
+                day, month, year, hour, minute, second = found.groups()
+                return datetime.datetime(
+                    int(year),
+                    _MONTHS[month],
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second),
+                    tzinfo=datetime.UTC,
+                )
+        except ValueError:  # no such date (a 31st of April): botocore's parser says why
+            pass
+    import botocore.utils
+
+    parsed: datetime.datetime = botocore.utils.parse_timestamp(value)
+    return parsed
+
+
+def tuned(session: Any) -> Any:
+    """``session`` (a botocore or aiobotocore session) reading timestamps with
+    :func:`parse_timestamp`; the session itself, for chaining."""
+    factory = session.get_component("response_parser_factory")
+    factory.set_parser_defaults(timestamp_parser=parse_timestamp)
+    return session
 
 
 # -- what went wrong --------------------------------------------------------------------------

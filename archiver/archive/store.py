@@ -355,13 +355,16 @@ def open_store(
 
             return S3Store(uri, sse=sse)
         bucket, prefix = split_s3_uri(uri)
+        import aiobotocore.session
         import s3fs  # deferred: costs ~0.4 s to import
 
-        from .aws import region
+        from .aws import region, tuned
         from .fetch import IN_FLIGHT
 
         name = region()
         fs = s3fs.S3FileSystem(
+            # The SDK's session, reading response timestamps without dateutil (.aws).
+            session=tuned(aiobotocore.session.AioSession()),
             client_kwargs={"region_name": name} if name else {},
             # A connection for every request the readers keep in flight (aiobotocore keeps
             # 10), and botocore's standard retries, as the boto3 adapter has.
