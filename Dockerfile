@@ -11,7 +11,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY archiver ./archiver
 COPY replayer ./replayer
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-compile -c constraints.txt . \
+    && /opt/venv/bin/pip install --no-compile -c constraints.txt '.[crt]' \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM python:3.11-slim-bookworm

@@ -24,6 +24,9 @@ request through the proxy:
   (``replayer.cli.main`` in a fresh interpreter), timed from outside, start-up
   included; ``--repeat`` (3) runs, the best counts. Peak RSS is the child's
   VmHWM.
+- ``events_sdk``: the same with ``ARCHIVER_S3_READS=sdk``, every GET through
+  s3fs rather than AWS's Common Runtime (``archiver.archive.crt``); its runs
+  take turns with those of ``events``.
 - ``serial``: the same with one request in flight
   (``archiver.archive.fetch.IN_FLIGHT = 1`` in the child): what the overlap brings.
 - ``ls`` and ``verify``: ``replayer ls`` (footers) and ``replayer verify``
@@ -271,6 +274,15 @@ def timeline(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from archiver.archive.fetch import IN_FLIGHT
     from devkit.measure import machine
@@ -282,6 +294,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "records_per_file": args.records_per_file,
         "delay_s": args.delay,
         "in_flight": IN_FLIGHT,
+        "awscrt": _version("awscrt"),
         "runs": {},
     }
     scratch = Path(tempfile.mkdtemp(prefix="reads-bench-"))
@@ -353,20 +366,23 @@ def _measure_on(
             result: dict[str, Any] = json.loads(done.stdout)
             return result
 
-        def events(output: Path, **extra: Any) -> Any:
+        def events(output: Path, *, sdk: bool = False, **extra: Any) -> Any:
             argv = ["events", "--archive", uri, "--table", TABLE, "--output", str(output)]
-            return lambda: run_command({"argv": argv, **extra}, env)
+            # sdk: every GET through s3fs (ARCHIVER_S3_READS=sdk), not the Common Runtime
+            child_env = dict(env, ARCHIVER_S3_READS="sdk") if sdk else env
+            return lambda: run_command({"argv": argv, **extra}, child_env)
 
         outputs: dict[str, str] = {}
         counted("floor", floor)
-        for i in range(args.repeat):
-            path = scratch / f"events-{i}.jsonl"
-            counted("events", events(path))
-            outputs[f"events {i}"] = digest(path)
-            lines = path.read_bytes().count(b"\n")
-            if lines != archive["records"]:
-                raise SystemExit(f"events wrote {lines} lines for {archive['records']} changes")
-            path.unlink()
+        for i in range(args.repeat):  # the two ways to GET take turns
+            for name, sdk in (("events", False), ("events_sdk", True)):
+                path = scratch / f"{name}-{i}.jsonl"
+                counted(name, events(path, sdk=sdk))
+                outputs[f"{name} {i}"] = digest(path)
+                lines = path.read_bytes().count(b"\n")
+                if lines != archive["records"]:
+                    raise SystemExit(f"{name} wrote {lines} lines for {archive['records']} changes")
+                path.unlink()
         path = scratch / "timeline.jsonl"
         results["timeline"] = timeline(counted("timeline", events(path, timeline=True)))
         outputs["timeline"] = digest(path)
@@ -424,6 +440,13 @@ def report(results: dict[str, Any]) -> bool:
     if "serial" in runs:
         serial = runs["serial"][0]
         row("(c) the same, one request in flight", [serial["wall_s"]], serial)
+    if "events_sdk" in runs:
+        sdk_runs = runs["events_sdk"]
+        row(
+            "(g) (b) with ARCHIVER_S3_READS=sdk (GETs via s3fs)",
+            [r["wall_s"] for r in sdk_runs],
+            min(sdk_runs, key=lambda r: r["wall_s"]),
+        )
     for name, label in (
         ("ls", "(d) replayer ls (footers)"),
         ("verify", "(e) replayer verify (every page)"),
@@ -432,6 +455,15 @@ def report(results: dict[str, Any]) -> bool:
         result = runs[name][0]
         row(label, [result["wall_s"]], result)
     met = ratio >= TARGET_RATIO
+    if "events_sdk" in runs:
+        sdk_best = min(r["wall_s"] for r in runs["events_sdk"])
+        sdk_cpu = min(runs["events_sdk"], key=lambda r: r["wall_s"])["cpu_s"]
+        crt = results.get("awscrt")
+        print(
+            f"(b) against (g): {sdk_best / best:.2f}x faster, "
+            f"{fastest['cpu_s'] / sdk_cpu:.2f}x the CPU "
+            f"({'awscrt ' + crt if crt else 'awscrt not installed: both through s3fs'})"
+        )
     print(
         f"issue target: replayer events >= {TARGET_RATIO:.0f}x the floor: {ratio:.2f}x "
         f"{'MET' if met else 'NOT MET'}; outputs identical: {results['outputs_identical']}"

@@ -12,14 +12,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import logging
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from .aws import Failure, classify, describe
+from .crt import NativeGetError, NativeGets
 from .errors import InvalidNameError, StoreAccessDenied, StoreError, StoreUnavailable
 
 __all__ = [
@@ -224,19 +227,35 @@ class LocalStore:
         return self.root.is_dir()
 
 
+log = logging.getLogger(__name__)
+
 _SDK_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3"})
 
 
 class FsspecStore:
-    """An archive on any fsspec filesystem; ``open_store`` builds it for ``s3://`` URIs."""
+    """An archive on any fsspec filesystem; ``open_store`` builds it for ``s3://`` URIs.
+
+    ``native``, when given, makes the fast path for whole-object GETs on S3
+    (:mod:`.crt`) on the first ``get``; a GET that fails there is made again
+    through ``fs``, and a failure there that would recur switches the fast path off.
+    """
 
     def __init__(
-        self, fs: Any, root: str, uri: str, *, get_options: dict[str, Any] | None = None
+        self,
+        fs: Any,
+        root: str,
+        uri: str,
+        *,
+        get_options: dict[str, Any] | None = None,
+        native: Callable[[], NativeGets | None] | None = None,
     ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.uri = uri
         self.get_options = dict(get_options or {})  # passed to every ``cat_file``
+        self._make_native = native
+        self._native_lock = threading.Lock()
+        self.native: NativeGets | None = None
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
@@ -270,14 +289,37 @@ class FsspecStore:
         path = self._path(key)
         self._call("write", path, self.fs.pipe_file, path, data)
 
+    def _native(self) -> NativeGets | None:
+        if self._make_native is not None:
+            with self._native_lock:
+                if self._make_native is not None:
+                    self.native = self._make_native()
+                    self._make_native = None
+        return self.native
+
     def get(self, key: str) -> bytes:
         path = self._path(key)
+        native = self._native()
+        missed = None
+        if native is not None:
+            try:
+                return native.get(path.split("/", 1)[1])
+            except NativeGetError as err:
+                missed = err
         try:
             data: bytes = self._call("read", path, self.fs.cat_file, path, **self.get_options)
         except FileNotFoundError as err:
             # s3fs's GET says only "The specified key does not exist.": name the object, as
             # its open (which asks for the object's size first) does.
             raise FileNotFoundError(path) from err
+        if missed is not None and missed.lasting and self.native is native:
+            self.native = None
+            log.warning(
+                "S3 reads go through the SDK from here on: the Common Runtime's GET of %s "
+                "failed (%s) where the SDK's passed",
+                path,
+                missed,
+            )
         return data
 
     def open(self, key: str) -> IO[bytes]:
@@ -359,6 +401,7 @@ def open_store(
         import s3fs  # deferred: costs ~0.4 s to import
 
         from .aws import region, tuned
+        from .crt import native_gets, wanted
         from .fetch import IN_FLIGHT
 
         name = region()
@@ -368,7 +411,12 @@ def open_store(
             client_kwargs={"region_name": name} if name else {},
             # A connection for every request the readers keep in flight (aiobotocore keeps
             # 10), and botocore's standard retries, as the boto3 adapter has.
-            config_kwargs={"max_pool_connections": IN_FLIGHT, "retries": {"mode": "standard"}},
+            # SigV4 for presigned URLs too (the fast path reads the signing region off one).
+            config_kwargs={
+                "max_pool_connections": IN_FLIGHT,
+                "retries": {"mode": "standard"},
+                "signature_version": "s3v4",
+            },
             # Every read is checked against the checksum S3 keeps with the object (s3fs
             # passes each argument only to the calls that take it).
             s3_additional_kwargs={"ChecksumMode": "ENABLED", **(sse or {})},
@@ -381,7 +429,16 @@ def open_store(
         # One GET per object: s3fs would first ask for its size (a HEAD, a second round trip)
         # to cut a large one into ranges; readers overlap whole objects instead (.fetch).
         return FsspecStore(
-            fs, f"{bucket}/{prefix}".rstrip("/"), uri, get_options={"max_concurrency": 1}
+            fs,
+            f"{bucket}/{prefix}".rstrip("/"),
+            uri,
+            get_options={"max_concurrency": 1},
+            # Whole-object GETs through AWS's Common Runtime where it is installed (.crt).
+            native=(
+                (lambda: native_gets(bucket, lambda key: fs.url(f"{bucket}/{key}", 60), IN_FLIGHT))
+                if wanted()
+                else None
+            ),
         )
     if "://" in uri and not uri.startswith("file://"):
         raise InvalidNameError(

@@ -1,8 +1,9 @@
 """The ArchiveStore port's contract, run against every adapter.
 
 Adapters: ``LocalStore`` (a temporary folder), ``FsspecStore`` from
-``open_store("s3://...")`` (s3fs) and ``archiver.archive.s3store.S3Store`` (boto3), the
-last two on SeaweedFS through ``AWS_ENDPOINT_URL_S3``. Failure translation
+``open_store("s3://...")`` (s3fs, its GETs through AWS's Common Runtime, and with
+``ARCHIVER_S3_READS=sdk`` all through s3fs) and ``archiver.archive.s3store.S3Store``
+(boto3), the S3 ones on SeaweedFS through ``AWS_ENDPOINT_URL_S3``. Failure translation
 (unreachable endpoint, wrong credentials) and server-side encryption are S3
 matters and have their own class below.
 """
@@ -24,7 +25,7 @@ from archiver.archive.s3store import S3Store
 from archiver.archive.store import ArchiveStore, FsspecStore, LocalStore, StoredObject, open_store
 from devkit.servers import SeaweedS3
 
-ADAPTERS = ["local", "fsspec-s3", "boto3-s3"]
+ADAPTERS = ["local", "fsspec-s3", "fsspec-s3-sdk", "boto3-s3"]
 BINARY = bytes(range(256)) + b"\x00\r\n\x1a\xff" + random.Random(7).randbytes(200_000)
 
 
@@ -34,7 +35,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArchiveStore:
     if request.param == "local":
         return LocalStore(tmp_path / "archive")
     uri = request.getfixturevalue("s3_archive")
-    if request.param == "fsspec-s3":
+    if request.param.startswith("fsspec-s3"):
+        if request.param == "fsspec-s3-sdk":
+            request.getfixturevalue("monkeypatch").setenv("ARCHIVER_S3_READS", "sdk")
         fsspec_store = open_store(uri)
         assert isinstance(fsspec_store, FsspecStore)
         return fsspec_store
@@ -174,7 +177,7 @@ class TestArchiveStoreContract:
             missing: ArchiveStore = LocalStore(tmp_path / "no" / "such" / "folder")
         else:
             uri = f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/archive"
-            missing = open_store(uri) if adapter == "fsspec-s3" else S3Store(uri)
+            missing = open_store(uri) if adapter.startswith("fsspec-s3") else S3Store(uri)
         assert not missing.exists()
 
     def test_list_dirs_names_the_immediate_sub_folders(self, store: ArchiveStore) -> None:
@@ -242,6 +245,7 @@ class TestS3Adapters:
         # the stores' sessions read both forms S3 sends with archiver.archive.aws's parser.
         import dateutil.parser
 
+        monkeypatch.setenv("ARCHIVER_S3_READS", "sdk")  # s3fs's GETs, not the Common Runtime's
         store: ArchiveStore = (
             open_store(s3_archive) if adapter == "fsspec-s3" else S3Store(s3_archive)
         )
