@@ -1,5 +1,3 @@
-import sys
+from archiver.cli import console
 
-from archiver.cli import main
-
-sys.exit(main())
+console()

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import orjson
 
@@ -788,3 +788,10 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def console() -> NoReturn:
+    """The ``archiver`` console command: :func:`main` on ``sys.argv``, then a quick exit."""
+    from archiver.archive.exits import exit_quickly
+
+    exit_quickly(main())

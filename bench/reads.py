@@ -513,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child_command(json.loads(args.child))))
-        return 0
+        print(json.dumps(child_command(json.loads(args.child))), flush=True)
+        from archiver.archive.exits import exit_quickly
+
+        exit_quickly(0)  # as the console command ends (replayer.cli.console)
     if args.report:
         return 0 if report(json.loads(Path(args.report).read_text())) else 1
     results = measure(args)

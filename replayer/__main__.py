@@ -1,5 +1,3 @@
-import sys
+from replayer.cli import console
 
-from replayer.cli import main
-
-sys.exit(main())
+console()

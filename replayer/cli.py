@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import orjson
 
@@ -769,3 +769,10 @@ def main(argv: Sequence[str] | None = None, stdout: IO[bytes] | None = None) -> 
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def console() -> NoReturn:
+    """The ``replayer`` console command: :func:`main` on ``sys.argv``, then a quick exit."""
+    from archiver.archive.exits import exit_quickly
+
+    exit_quickly(main())

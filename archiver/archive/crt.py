@@ -167,7 +167,11 @@ class NativeGets:
             # and 3xx (a redirect to the bucket's region, a refused signature) would come back
             # on every try here; 5xx, 408 and 429 may pass.
             lasting = 300 <= status < 500 and status not in (404, 408, 429)
-            raise NativeGetError(f"S3 answered {status}", status=status, lasting=lasting) from None
+            reason = f"S3 answered {status}"
+            for name, value in err.headers or ():
+                if name.lower() == "x-amz-bucket-region":  # a redirect to the bucket's region
+                    reason += f": the bucket is in {value} (set AWS_REGION to it)"
+            raise NativeGetError(reason, status=status, lasting=lasting) from None
         except Exception as err:  # the connection: refused, dropped, TLS
             raise NativeGetError(f"{type(err).__name__}: {err}") from None
         data = b"".join(body)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 import zlib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from awscrt import auth, checksums, s3
@@ -205,6 +207,38 @@ class TestItDecidesNoError:
         assert "403" in caplog.text
         assert store.get("a.bin") == DATA
         assert wrong.served == 0
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    """Answers every GET as S3 answers one signed for the wrong region."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = b"<Error><Code>PermanentRedirect</Code></Error>"
+        self.send_response(301)
+        self.send_header("x-amz-bucket-region", "eu-west-1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_redirect_to_the_buckets_region_says_which_region_to_set() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        native = NativeGets(_client(), f"127.0.0.1:{server.server_address[1]}", "/b")
+        with pytest.raises(NativeGetError) as caught:
+            native.get("a.bin")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.lasting is True
+    assert str(caught.value) == "S3 answered 301: the bucket is in eu-west-1 (set AWS_REGION to it)"
 
 
 def _b64(data: bytes) -> str:
