@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.proxies import FlippingProxy
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
@@ -282,3 +284,13 @@ def streams_proxy(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", proxy.endpoint)
     yield proxy
     proxy.close()
+
+
+# A proxy that flips one byte of chosen bodies between the S3 clients and SeaweedFS.
+@pytest.fixture
+def flipping(
+    s3_archive: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[FlippingProxy, str]]:
+    with FlippingProxy(s3_endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
+        yield proxy, s3_archive

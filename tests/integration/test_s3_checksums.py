@@ -8,87 +8,11 @@ reaches the archive or a reader is never the changed bytes.
 
 from __future__ import annotations
 
-import http.client
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
-
 import pytest
 
 from archiver.archive.errors import StoreError
 from archiver.archive.s3store import S3Store
-
-_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
-
-
-class FlippingProxy:
-    """A forward proxy on 127.0.0.1 that flips the middle byte of chosen request or response bodies."""
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.flip_puts = False
-        self.flip_gets = False
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if self.command == "PUT" and proxy.flip_puts and len(body) > 1000:
-                    body = _flipped(body)
-                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                if self.command == "GET" and proxy.flip_gets and len(data) > 1000:
-                    data = _flipped(data)
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in _HOP and name.lower() != "content-length":
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                upstream.close()
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FlippingProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _flipped(data: bytes) -> bytes:
-    middle = len(data) // 2
-    return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
-
-
-@pytest.fixture
-def flipping(
-    s3_archive: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[FlippingProxy, str]]:
-    with FlippingProxy(s3_endpoint) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-        yield proxy, s3_archive
-
+from tests.proxies import FlippingProxy
 
 DATA = bytes(range(256)) * 64  # 16 KiB
 

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import threading
 import zlib
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,7 +24,7 @@ from archiver.archive.crt import NativeGetError, NativeGets, check_body, native_
 from archiver.archive.errors import InvalidNameError, StoreError, StoreUnavailable
 from archiver.archive.s3store import S3Store
 from archiver.archive.store import FsspecStore, open_store
-from tests.integration.test_s3_checksums import FlippingProxy
+from tests.proxies import FlippingProxy
 
 DATA = bytes(range(256)) * 64  # 16 KiB
 
@@ -43,15 +42,6 @@ def _client(secret: str = "devkitSecretKey") -> object:
         tls_mode=s3.S3RequestTlsMode.DISABLED,
         retry_config=s3.S3RetryConfig(retry_mode=s3.S3RetryMode.NONE),
     )
-
-
-@pytest.fixture
-def flipping(
-    s3_archive: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[FlippingProxy, str]]:
-    with FlippingProxy(s3_endpoint) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-        yield proxy, s3_archive
 
 
 class TestTheFastPathServes:
