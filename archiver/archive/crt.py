@@ -98,11 +98,14 @@ def check_body(headers: list[tuple[str, str]], body: bytes) -> None:
     """
     for name, value in headers:
         name = name.lower()
-        if name == "content-length" and int(value) != len(body):
-            raise NativeGetError(f"got {len(body)} bytes of {value}")
-        digest = _CHECKSUMS.get(name)
-        if digest is not None and "-" not in value and digest(body) != base64.b64decode(value):
-            raise NativeGetError(f"the object's bytes do not match its {name[15:]} checksum")
+        try:
+            if name == "content-length" and int(value) != len(body):
+                raise NativeGetError(f"got {len(body)} bytes of {value}")
+            digest = _CHECKSUMS.get(name)
+            if digest is not None and "-" not in value and digest(body) != base64.b64decode(value):
+                raise NativeGetError(f"the object's bytes do not match its {name[15:]} checksum")
+        except ValueError:  # not a number, not base64
+            raise NativeGetError(f"unreadable {name} header") from None
 
 
 class NativeGets:

@@ -292,9 +292,17 @@ class FsspecStore:
     def _native(self) -> NativeGets | None:
         if self._make_native is not None:
             with self._native_lock:
-                if self._make_native is not None:
-                    self.native = self._make_native()
-                    self._make_native = None
+                make, self._make_native = self._make_native, None
+                if make is not None:
+                    try:
+                        self.native = make()
+                    except Exception as err:  # a fast path that cannot be made is none at all
+                        log.warning(
+                            "S3 reads go through the SDK: the Common Runtime's client could "
+                            "not be made (%s: %s)",
+                            type(err).__name__,
+                            err,
+                        )
         return self.native
 
     def get(self, key: str) -> bytes:

@@ -231,6 +231,23 @@ def test_a_redirect_to_the_buckets_region_says_which_region_to_set() -> None:
     assert str(caught.value) == "S3 answered 301: the bucket is in eu-west-1 (set AWS_REGION to it)"
 
 
+def test_a_fast_path_that_cannot_be_made_leaves_every_get_to_the_sdk(
+    s3_archive: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    S3Store(s3_archive).put("a.bin", DATA)
+    sdk = _fsspec(s3_archive)
+
+    def broken() -> NativeGets:
+        raise RuntimeError("no event loop for you")
+
+    store = FsspecStore(sdk.fs, sdk.root, sdk.uri, get_options=sdk.get_options, native=broken)
+    with caplog.at_level(logging.WARNING, logger="archiver.archive.store"):
+        assert store.get("a.bin") == DATA
+        assert store.get("a.bin") == DATA
+    assert store.native is None
+    assert caplog.text.count("could not be made (RuntimeError: no event loop for you)") == 1
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -261,6 +278,13 @@ class TestCheckBody:
 
     def test_a_multipart_checksum_is_skipped_as_botocore_skips_it(self) -> None:
         check_body([("x-amz-checksum-crc32", "AAAAAA==-3")], DATA)
+
+    @pytest.mark.parametrize(
+        "header", [("Content-Length", "many"), ("x-amz-checksum-crc32", "not base64!")]
+    )
+    def test_an_unreadable_header_is_refused_naming_it(self, header: tuple[str, str]) -> None:
+        with pytest.raises(NativeGetError, match=f"unreadable {header[0].lower()} header"):
+            check_body([header], DATA)
 
     def test_no_checksum_header_checks_the_length_only(self) -> None:
         check_body([("content-type", "application/octet-stream")], DATA)
