@@ -38,12 +38,13 @@ import base64
 import hashlib
 import logging
 import os
+import threading
 import zlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-__all__ = ["READS_VARIABLE", "NativeGetError", "NativeGets", "native_gets", "wanted"]
+__all__ = ["READS_VARIABLE", "FastPath", "NativeGetError", "NativeGets", "native_gets", "wanted"]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,63 @@ class NativeGets:
         data = b"".join(body)
         check_body(received, data)
         self.served += 1
+        return data
+
+
+class FastPath:
+    """One store's fast path: made on its first GET, and switched off by a failure the SDK
+    does not share.
+
+    Parameters
+    ----------
+    make
+        Makes the :class:`NativeGets` (None where the SDK must serve every GET).
+        Anything it raises leaves every GET to the SDK, with one warning.
+    """
+
+    def __init__(self, make: Callable[[], NativeGets | None]) -> None:
+        self._make: Callable[[], NativeGets | None] | None = make
+        self._lock = threading.Lock()
+        self.native: NativeGets | None = None
+
+    def _native(self) -> NativeGets | None:
+        if self._make is not None:
+            with self._lock:
+                make, self._make = self._make, None
+                if make is not None:
+                    try:
+                        self.native = make()
+                    except Exception as err:  # a fast path that cannot be made is none at all
+                        log.warning(
+                            "S3 reads go through the SDK: the Common Runtime's client could "
+                            "not be made (%s: %s)",
+                            type(err).__name__,
+                            err,
+                        )
+        return self.native
+
+    def get(self, key: str, sdk_get: Callable[[], bytes], name: str) -> bytes:
+        """The object ``key`` of the bucket through the fast path, else ``sdk_get()``.
+
+        ``sdk_get`` raises the store's own errors; ``name`` names the object in the
+        warning that says the fast path is off.
+        """
+        native = self._native()
+        missed = None
+        if native is not None:
+            try:
+                return native.get(key)
+            except NativeGetError as err:
+                missed = err
+        data = sdk_get()
+        if missed is not None and missed.lasting and self.native is native:
+            self.native = None
+            log.warning(
+                "S3 reads go through the SDK from here on: the Common Runtime's GET of %s "
+                "failed (%s) where the SDK's passed",
+                name,
+                missed,
+            )
         return data
 
 

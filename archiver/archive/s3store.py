@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from .aws import Failure, classify, describe, error_code
+from .crt import FastPath, NativeGets, native_gets, wanted
 from .errors import StoreAccessDenied, StoreError, StoreUnavailable
 from .fetch import IN_FLIGHT
 from .store import StoredObject, check_key, split_s3_uri
@@ -23,7 +24,11 @@ __all__ = ["S3Store"]
 
 
 class S3Store:
-    """An archive under ``s3://bucket/prefix`` written with ``put_object``."""
+    """An archive under ``s3://bucket/prefix`` written with ``put_object``.
+
+    Its GETs take the fast path of :mod:`.crt` where ``awscrt`` is installed (the
+    CLIs' ``archiver compact``; never in the Lambda package), made on the first one.
+    """
 
     def __init__(self, uri: str, *, client: Any = None, sse: dict[str, str] | None = None) -> None:
         self.uri = uri.rstrip("/")
@@ -43,9 +48,27 @@ class S3Store:
                     # One client for every thread, a connection for each request the
                     # readers keep in flight (botocore keeps 10).
                     max_pool_connections=IN_FLIGHT,
+                    # SigV4 for presigned URLs too (the fast path reads the signing region
+                    # off one).
+                    signature_version="s3v4",
                 ),
             )
         self.client = client
+        self._fast = FastPath(self._native_gets) if wanted() else None
+
+    def _native_gets(self) -> NativeGets | None:
+        def presign(key: str) -> str:
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=60
+            )
+            return url
+
+        return native_gets(self.bucket, presign, IN_FLIGHT)
+
+    @property
+    def native(self) -> NativeGets | None:
+        """The fast path's GETs, once made and while on."""
+        return self._fast.native if self._fast is not None else None
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
@@ -87,9 +110,14 @@ class S3Store:
         )
 
     def get(self, key: str) -> bytes:
+        full = self._key(key)
+        if self._fast is None:
+            return self._sdk_get(full)
+        return self._fast.get(full, lambda: self._sdk_get(full), f"s3://{self.bucket}/{full}")
+
+    def _sdk_get(self, full: str) -> bytes:
         from botocore.exceptions import BotoCoreError
 
-        full = self._key(key)
         response = self._call(
             "read", full, "get_object", Bucket=self.bucket, Key=full, ChecksumMode="ENABLED"
         )

@@ -12,17 +12,15 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
-import logging
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from .aws import Failure, classify, describe
-from .crt import NativeGetError, NativeGets
+from .crt import FastPath, NativeGets
 from .errors import InvalidNameError, StoreAccessDenied, StoreError, StoreUnavailable
 
 __all__ = [
@@ -227,8 +225,6 @@ class LocalStore:
         return self.root.is_dir()
 
 
-log = logging.getLogger(__name__)
-
 _SDK_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3"})
 
 
@@ -236,8 +232,8 @@ class FsspecStore:
     """An archive on any fsspec filesystem; ``open_store`` builds it for ``s3://`` URIs.
 
     ``native``, when given, makes the fast path for whole-object GETs on S3
-    (:mod:`.crt`) on the first ``get``; a GET that fails there is made again
-    through ``fs``, and a failure there that would recur switches the fast path off.
+    (:class:`.crt.FastPath`) on the first ``get``; a GET that fails there is made
+    again through ``fs``, and a failure there that would recur switches it off.
     """
 
     def __init__(
@@ -253,9 +249,12 @@ class FsspecStore:
         self.root = root.rstrip("/")
         self.uri = uri
         self.get_options = dict(get_options or {})  # passed to every ``cat_file``
-        self._make_native = native
-        self._native_lock = threading.Lock()
-        self.native: NativeGets | None = None
+        self._fast = FastPath(native) if native is not None else None
+
+    @property
+    def native(self) -> NativeGets | None:
+        """The fast path's GETs, once made and while on."""
+        return self._fast.native if self._fast is not None else None
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
@@ -289,45 +288,19 @@ class FsspecStore:
         path = self._path(key)
         self._call("write", path, self.fs.pipe_file, path, data)
 
-    def _native(self) -> NativeGets | None:
-        if self._make_native is not None:
-            with self._native_lock:
-                make, self._make_native = self._make_native, None
-                if make is not None:
-                    try:
-                        self.native = make()
-                    except Exception as err:  # a fast path that cannot be made is none at all
-                        log.warning(
-                            "S3 reads go through the SDK: the Common Runtime's client could "
-                            "not be made (%s: %s)",
-                            type(err).__name__,
-                            err,
-                        )
-        return self.native
-
     def get(self, key: str) -> bytes:
         path = self._path(key)
-        native = self._native()
-        missed = None
-        if native is not None:
-            try:
-                return native.get(path.split("/", 1)[1])
-            except NativeGetError as err:
-                missed = err
+        if self._fast is None:
+            return self._sdk_get(path)
+        return self._fast.get(path.split("/", 1)[1], lambda: self._sdk_get(path), path)
+
+    def _sdk_get(self, path: str) -> bytes:
         try:
             data: bytes = self._call("read", path, self.fs.cat_file, path, **self.get_options)
         except FileNotFoundError as err:
             # s3fs's GET says only "The specified key does not exist.": name the object, as
             # its open (which asks for the object's size first) does.
             raise FileNotFoundError(path) from err
-        if missed is not None and missed.lasting and self.native is native:
-            self.native = None
-            log.warning(
-                "S3 reads go through the SDK from here on: the Common Runtime's GET of %s "
-                "failed (%s) where the SDK's passed",
-                path,
-                missed,
-            )
         return data
 
     def open(self, key: str) -> IO[bytes]:

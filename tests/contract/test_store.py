@@ -3,7 +3,7 @@
 Adapters: ``LocalStore`` (a temporary folder), ``FsspecStore`` from
 ``open_store("s3://...")`` (s3fs, its GETs through AWS's Common Runtime, and with
 ``ARCHIVER_S3_READS=sdk`` all through s3fs) and ``archiver.archive.s3store.S3Store``
-(boto3), the S3 ones on SeaweedFS through ``AWS_ENDPOINT_URL_S3``. Failure translation
+(boto3, the same two ways), the S3 ones on SeaweedFS through ``AWS_ENDPOINT_URL_S3``. Failure translation
 (unreachable endpoint, wrong credentials) and server-side encryption are S3
 matters and have their own class below.
 """
@@ -25,7 +25,7 @@ from archiver.archive.s3store import S3Store
 from archiver.archive.store import ArchiveStore, FsspecStore, LocalStore, StoredObject, open_store
 from devkit.servers import SeaweedS3
 
-ADAPTERS = ["local", "fsspec-s3", "fsspec-s3-sdk", "boto3-s3"]
+ADAPTERS = ["local", "fsspec-s3", "fsspec-s3-sdk", "boto3-s3", "boto3-s3-sdk"]
 BINARY = bytes(range(256)) + b"\x00\r\n\x1a\xff" + random.Random(7).randbytes(200_000)
 
 
@@ -35,9 +35,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArchiveStore:
     if request.param == "local":
         return LocalStore(tmp_path / "archive")
     uri = request.getfixturevalue("s3_archive")
+    if request.param.endswith("-sdk"):
+        request.getfixturevalue("monkeypatch").setenv("ARCHIVER_S3_READS", "sdk")
     if request.param.startswith("fsspec-s3"):
-        if request.param == "fsspec-s3-sdk":
-            request.getfixturevalue("monkeypatch").setenv("ARCHIVER_S3_READS", "sdk")
         fsspec_store = open_store(uri)
         assert isinstance(fsspec_store, FsspecStore)
         return fsspec_store

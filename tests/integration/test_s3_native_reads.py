@@ -56,6 +56,18 @@ class TestTheFastPathServes:
         assert store.native is not None
         assert store.native.served == 2
 
+    def test_the_boto3_stores_gets_go_through_the_common_runtime_too(self, s3_archive: str) -> None:
+        # The store archiver compact reads with
+        store = S3Store(s3_archive)
+        store.put("t/dt=2026-01-01/a=b c.parquet", DATA)
+
+        assert store.get("t/dt=2026-01-01/a=b c.parquet") == DATA
+        with pytest.raises(FileNotFoundError, match=r"archive/no\.bin"):
+            store.get("no.bin")
+
+        assert store.native is not None
+        assert store.native.served == 1
+
     def test_a_missing_key_is_the_stores_file_not_found_and_keeps_the_fast_path(
         self, s3_archive: str
     ) -> None:
@@ -190,7 +202,7 @@ class TestItDecidesNoError:
         )
 
         # When it reads, Then the SDK serves the GET and the fast path is off from then on
-        with caplog.at_level(logging.WARNING, logger="archiver.archive.store"):
+        with caplog.at_level(logging.WARNING, logger="archiver.archive.crt"):
             assert store.get("a.bin") == DATA
         assert store.native is None
         assert "go through the SDK from here on" in caplog.text
@@ -241,7 +253,7 @@ def test_a_fast_path_that_cannot_be_made_leaves_every_get_to_the_sdk(
         raise RuntimeError("no event loop for you")
 
     store = FsspecStore(sdk.fs, sdk.root, sdk.uri, get_options=sdk.get_options, native=broken)
-    with caplog.at_level(logging.WARNING, logger="archiver.archive.store"):
+    with caplog.at_level(logging.WARNING, logger="archiver.archive.crt"):
         assert store.get("a.bin") == DATA
         assert store.get("a.bin") == DATA
     assert store.native is None
