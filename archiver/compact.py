@@ -291,9 +291,7 @@ def compact_partition(
         store.put(key, data)  # written (durably) before any input goes
         report.bytes_out += len(data)
     keep = set(merged.outputs)
-    for obj in files:
-        if obj.key not in keep:
-            store.delete(obj.key)
+    store.delete_many([obj.key for obj in files if obj.key not in keep])
     _count(report, partition, files, merged)
     return True
 

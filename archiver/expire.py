@@ -145,8 +145,7 @@ def _expire_table(
             log.warning("%s: not deleted: no data file of %s in %s", path, name, store.uri)
         elif key in present:
             doomed.append(key)
-    for key in doomed:  # deleted before the expiry is committed (see the module docstring)
-        store.delete(key)
+    store.delete_many(doomed)  # deleted before the expiry is committed (see the module docstring)
     table.maintenance.expire_snapshots().by_ids(expiring).commit()
     log.info(
         "expired",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 from archiver.archive.store import ArchiveStore, StoredObject
@@ -34,6 +34,10 @@ class Passthrough:
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:  # through delete: subclasses that count or fail deletes see each one
+            self.delete(key)
 
     def exists(self) -> bool:
         return self.inner.exists()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
@@ -355,6 +355,10 @@ class SnapshotStore:
 
     def delete(self, key: str) -> None:
         raise StoreAccessDenied(f"delete {self.uri}/{key}: a snapshot's view is read-only")
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def exists(self) -> bool:
         return self.store.exists()

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -64,6 +64,10 @@ class ArchiveStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; no error when it is already gone."""
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every one of ``keys`` as :meth:`delete` does, in as few requests as the store
+        allows; on an error, some may be gone and the others not."""
 
     def exists(self) -> bool:
         """Whether the archive is there: its folder, or its bucket.
@@ -221,6 +225,10 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
     def exists(self) -> bool:
         return self.root.is_dir()
 
@@ -336,6 +344,11 @@ class FsspecStore:
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):  # already gone is what was asked
             self._call("delete", path, self.fs.rm_file, path)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        # One request each: s3fs's bulk delete drops the errors S3 reports per key.
+        for key in keys:
+            self.delete(key)
 
     def exists(self) -> bool:
         bucket = self.root.split("/", 1)[0]

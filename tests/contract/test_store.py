@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
@@ -221,6 +223,18 @@ class TestArchiveStoreContract:
         with pytest.raises(FileNotFoundError):
             store.get("d/drop.bin")
 
+    def test_delete_many_removes_every_key_and_ignores_those_already_gone(
+        self, store: ArchiveStore
+    ) -> None:
+        for name in ("keep", "a", "b", "c"):
+            store.put(f"d/{name}.bin", name.encode())
+
+        store.delete_many(["d/a.bin", "d/b.bin", "d/never-was.bin", "d/c.bin"])
+        store.delete_many(["d/a.bin"])
+        store.delete_many([])
+
+        assert _keys(store, "d/") == ["d/keep.bin"]
+
     def test_keys_that_could_escape_the_root_are_refused(self, store: ArchiveStore) -> None:
         for key in ("../x", "/abs", "a//b", "a/../b", "a/./b", "x/..", "", "a\\b", "a\x00b"):
             with pytest.raises(InvalidNameError, match="invalid object key"):
@@ -231,6 +245,8 @@ class TestArchiveStoreContract:
                 store.open(key)
             with pytest.raises(InvalidNameError):
                 store.delete(key)
+            with pytest.raises(InvalidNameError):
+                store.delete_many(["ok.bin", key])
         assert list(store.list("")) == []
 
 
@@ -359,3 +375,67 @@ class TestS3Adapters:
             open_store(s3_archive).put("a.bin", b"x")
 
         assert bucket in str(caught.value)
+
+    def test_s3store_deletes_many_keys_a_batch_per_request(
+        self, s3_archive: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from archiver.archive import s3store
+
+        store = S3Store(s3_archive)
+        keys = [f"t/{i}.bin" for i in range(7)]
+        for key in [*keys, "t/keep.bin"]:
+            store.put(key, b"x")
+        requests: list[int] = []
+        store.client.meta.events.register(
+            "before-call.s3.DeleteObjects",
+            lambda params, **kwargs: requests.append(params["body"].count(b"<Key>")),
+        )
+        monkeypatch.setattr(s3store, "DELETE_BATCH", 3)
+
+        store.delete_many(keys)
+
+        assert requests == [3, 3, 1]
+        assert _keys(store, "t/") == ["t/keep.bin"]
+
+    @pytest.mark.parametrize(
+        ("code", "error"),
+        [("AccessDenied", StoreAccessDenied), ("InternalError", StoreUnavailable)],
+    )
+    def test_s3store_raises_the_first_key_that_delete_objects_could_not_delete(
+        self, monkeypatch: pytest.MonkeyPatch, code: str, error: type[Exception]
+    ) -> None:
+        # S3 answers 200 and lists, per key, what it could not delete
+        answer = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Error><Key>archive/t/b.bin</Key><Code>{code}</Code><Message>no</Message></Error>"
+            "</DeleteResult>"
+        ).encode()
+
+        class DeleteResult(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), DeleteResult)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            monkeypatch.setenv(
+                "AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.server_address[1]}"
+            )
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", "devkitAccessKey")
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "devkitSecretKey")
+            monkeypatch.setenv("AWS_REGION", "us-east-1")
+            with pytest.raises(error, match=rf"delete s3://bucket/archive/t/b\.bin: {code}"):
+                S3Store("s3://bucket/archive").delete_many(["t/a.bin", "t/b.bin"])
+        finally:
+            server.shutdown()
+            server.server_close()
