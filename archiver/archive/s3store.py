@@ -181,7 +181,8 @@ class S3Store:
 
         S3 answers such a request with 200 and lists the keys it could not delete,
         each with its error code: the first one is raised as :meth:`delete` would
-        raise it. A key already gone counts as deleted, as for ``delete``.
+        raise it. A key already gone counts as deleted, as for ``delete`` (S3 says
+        nothing of it; a server that answers ``NoSuchKey`` for it is not an error).
         """
         from botocore.exceptions import ClientError
 
@@ -198,7 +199,9 @@ class S3Store:
             for failed in answer.get("Errors") or []:
                 error = {"Code": failed.get("Code", ""), "Message": failed.get("Message", "")}
                 err = ClientError({"Error": error}, "DeleteObjects")
-                raise self._translate("delete", str(failed.get("Key", batch[0])), err) from err
+                found = self._translate("delete", str(failed.get("Key", batch[0])), err)
+                if not isinstance(found, FileNotFoundError):  # gone already is what was asked
+                    raise found from err
 
     def exists(self) -> bool:
         try:
