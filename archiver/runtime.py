@@ -37,6 +37,7 @@ the ``archiver/bootstrap`` script shipped in this package.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import http.client
 import logging
@@ -130,16 +131,26 @@ class RuntimeClient:
         self.stop_requested = False
         self._base = f"/{API_VERSION}/runtime"
         self._connection: http.client.HTTPConnection | None = None
-        self._waiting = False  # blocked in next, no byte of an invocation arrived yet
+        # A byte on this pair wakes the wait for the next invocation: request_stop writes one,
+        # and so does the interpreter's C-level signal handler (stop_on), whenever the signal
+        # arrives, also between the wait's last look at stop_requested and its select().
+        self._wakeup, self._wakeup_writer = socket.socketpair()
+        for end in (self._wakeup, self._wakeup_writer):
+            end.setblocking(False)
+
+    def stop_on(self, signum: int) -> None:
+        """Stop on ``signum`` (see :meth:`request_stop`). Call from the main thread."""
+        signal.set_wakeup_fd(self._wakeup_writer.fileno(), warn_on_full_buffer=False)
+        signal.signal(signum, lambda signum, frame: self.request_stop())
 
     def request_stop(self) -> None:
-        """Stop now if waiting for an invocation that has not begun to arrive, else after this one.
-
-        Called from the SIGTERM handler: it raises :class:`Stopped` out of the wait.
+        """Stop at once while waiting for an invocation that has not begun to arrive, else
+        once the invocation in hand is answered: :meth:`next_invocation` raises
+        :class:`Stopped`. Safe from a signal handler and from any thread.
         """
         self.stop_requested = True
-        if self._waiting and not self._readable():
-            raise Stopped
+        with contextlib.suppress(OSError):  # full: a wake-up is pending already
+            self._wakeup_writer.send(b"\0")
 
     def next_invocation(self) -> Invocation:
         """Wait, without a timeout, for the next invocation; :class:`Stopped` after a stop request."""
@@ -230,21 +241,24 @@ class RuntimeClient:
         raise AssertionError("unreachable")
 
     def _wait_for_answer(self) -> None:
-        """Block until the answer begins to arrive; a stop request may end the wait first."""
-        self._waiting = True
-        try:
-            if self.stop_requested:
-                raise Stopped
-            while not self._readable(None):
-                pass
-        finally:
-            self._waiting = False
-
-    def _readable(self, timeout: float | None = 0) -> bool:
+        """Block until the answer begins to arrive; :class:`Stopped` if a stop comes first."""
         sock = self._connection.sock if self._connection is not None else None
         if sock is None:
-            return True  # nothing to wait on: let the read fail and the request be retried
-        return bool(select.select([sock], [], [], timeout)[0])
+            return  # nothing to wait on: let the read fail and the request be retried
+        watched = [sock, self._wakeup]
+        while True:
+            self._raise_if_stopped()
+            if sock in select.select(watched, [], [])[0]:
+                return
+
+    def _raise_if_stopped(self) -> None:
+        # A Python function: entering it runs any signal handler still pending, so a stop
+        # that woke the select() is seen here, not one wait later.
+        with contextlib.suppress(BlockingIOError):
+            while self._wakeup.recv(64):
+                pass
+        if self.stop_requested:
+            raise Stopped
 
 
 class Stopped(BaseException):
@@ -348,7 +362,7 @@ def main() -> int:
         )
         return 2
     client = RuntimeClient(address)
-    signal.signal(signal.SIGTERM, lambda signum, frame: client.request_stop())
+    client.stop_on(signal.SIGTERM)
     try:
         function = _initialise()
     except Exception as err:

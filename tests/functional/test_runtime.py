@@ -32,7 +32,7 @@ import pytest
 from archiver.archive.layout import partition_of
 from archiver.archive.store import open_store
 from archiver.lambda_handler import handler
-from archiver.runtime import Invocation, LambdaContext
+from archiver.runtime import Invocation, LambdaContext, RuntimeClient, Stopped
 from devkit.runtime_api import RuntimeApi
 from devkit.servers import SeaweedS3
 from devkit.traffic import TableHistory, lambda_events
@@ -505,6 +505,66 @@ def test_sigterm_while_waiting_exits_cleanly(
 
     assert runtime.wait() == 0
     assert "stopping: SIGTERM" in runtime.logs()
+
+
+@pytest.fixture
+def signal_state() -> Iterator[None]:
+    """This process's SIGTERM handler and signal wake-up fd, put back after the test."""
+    handler, wakeup = signal.getsignal(signal.SIGTERM), signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.mark.usefixtures("signal_state")
+def test_a_sigterm_the_wait_cannot_see_coming_still_ends_it(api: RuntimeApi) -> None:
+    # A SIGTERM may arrive after the wait last looked at the stop flag and before its
+    # select() blocks: select() is then not interrupted, and the Python handler waits for
+    # the main thread to run again. A signal sent to another thread makes that happen every
+    # time: the main thread is left to the wake-up byte the signal writes.
+    client = RuntimeClient(api.address)
+    client.stop_on(signal.SIGTERM)
+
+    def sigterm_from_another_thread() -> None:
+        api.wait_idle()  # the main thread waits in next
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    killer = threading.Thread(target=sigterm_from_another_thread)
+    # A wait the signal did not end would go on to take this invocation instead.
+    fallback = threading.Timer(10.0, lambda: api.queue({"Records": []}))
+    killer.start()
+    fallback.start()
+    try:
+        with pytest.raises(Stopped):
+            client.next_invocation()
+    finally:
+        fallback.cancel()
+        killer.join()
+        client.close()
+    assert client.stop_requested
+
+
+def test_request_stop_from_another_thread_ends_the_wait(api: RuntimeApi) -> None:
+    client = RuntimeClient(api.address)
+
+    def stop() -> None:
+        api.wait_idle()
+        client.request_stop()
+
+    stopper = threading.Thread(target=stop)
+    fallback = threading.Timer(10.0, lambda: api.queue({"Records": []}))
+    stopper.start()
+    fallback.start()
+    try:
+        with pytest.raises(Stopped):
+            client.next_invocation()
+    finally:
+        fallback.cancel()
+        stopper.join()
+        client.close()
 
 
 def test_sigterm_during_an_invocation_finishes_it_first(
