@@ -15,11 +15,15 @@ It runs an asyncio loop on a thread of its own::
 
     with DelayProxy("http://127.0.0.1:8333", delay=0.02) as proxy:
         os.environ["AWS_ENDPOINT_URL_S3"] = proxy.endpoint
+
+Given ``tls`` (a server-side ``ssl.SSLContext``), it serves HTTPS in front of
+the plain HTTP server: an endpoint with a certificate of the caller's making.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -33,12 +37,15 @@ _CHUNK = 1 << 16
 class DelayProxy(LocalServer):
     """``delay`` seconds added to every request on its way to ``upstream`` (``http://host:port``)."""
 
-    def __init__(self, upstream: str, *, delay: float = 0.02) -> None:
+    def __init__(
+        self, upstream: str, *, delay: float = 0.02, tls: ssl.SSLContext | None = None
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.hostname is None or parts.port is None:
             raise ValueError(f"upstream must be http://host:port, not {upstream!r}")
         self.upstream = (parts.hostname, parts.port)
         self.delay = delay
+        self.tls = tls
         self.endpoint = ""
         self.requests = 0  # requests forwarded
         self.connections = 0  # connections accepted
@@ -58,7 +65,7 @@ class DelayProxy(LocalServer):
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    asyncio.start_server(self._connection, "127.0.0.1", 0)
+                    asyncio.start_server(self._connection, "127.0.0.1", 0, ssl=self.tls)
                 )
             except OSError as err:
                 failure.append(err)
@@ -66,7 +73,7 @@ class DelayProxy(LocalServer):
                 loop.close()
                 return
             port = self._server.sockets[0].getsockname()[1]
-            self.endpoint = f"http://127.0.0.1:{port}"
+            self.endpoint = f"{'http' if self.tls is None else 'https'}://127.0.0.1:{port}"
             ready.set()
             try:
                 loop.run_forever()

@@ -27,9 +27,10 @@ whose retries, error translation and messages are the store's
 (:class:`~.store.FsspecStore`).
 
 :func:`native_gets` builds one only where it reaches what the SDK reaches:
-not with a proxy configured, nor with a CA bundle for an HTTPS endpoint (the
-runtime reads neither), nor for access points or S3 Express buckets (other
-signing).
+not with a proxy configured (the runtime reads no proxy settings), nor for
+access points or S3 Express buckets (other signing). Over HTTPS it trusts the
+certificates the SDK trusts: ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle``,
+else botocore's own bundle.
 """
 
 from __future__ import annotations
@@ -59,13 +60,20 @@ class NativeGetError(Exception):
     """A GET the runtime could not answer with the object's bytes; the SDK makes it again.
 
     ``lasting`` is True when trying again this way would fail the same way (a
-    redirect, a refused signature, no TLS): the store then stops using this path.
+    redirect, a refused signature, a TLS handshake refused): the store then stops
+    using this path if the SDK's GET passes, and at once after a refused handshake.
     """
 
-    def __init__(self, reason: str, *, status: int = 0, lasting: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, status: int = 0, lasting: bool = False, handshake: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status = status
-        self.lasting = lasting
+        self.lasting = lasting or handshake
+        # The TLS handshake failed: most likely the endpoint's certificate, checked against
+        # the certificates the SDK trusts, so the SDK's GET refuses it too. Each refusal here
+        # costs s2n's timing-attack blinding, 10 to 30 s: the store stops using this path.
+        self.handshake = handshake
 
 
 def _crc(name: str, size: int) -> Callable[[bytes], bytes]:
@@ -177,7 +185,10 @@ class NativeGets:
                     reason += f": the bucket is in {value} (set AWS_REGION to it)"
             raise NativeGetError(reason, status=status, lasting=lasting) from None
         except Exception as err:  # the connection: refused, dropped, TLS
-            raise NativeGetError(f"{type(err).__name__}: {err}") from None
+            # A TLS handshake this runtime refuses would be refused again; a connection
+            # refused or dropped, or a handshake that timed out, may come back.
+            refused = getattr(err, "name", "") == "AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE"
+            raise NativeGetError(f"{type(err).__name__}: {err}", handshake=refused) from None
         data = b"".join(body)
         check_body(received, data)
         self.served += 1
@@ -229,16 +240,22 @@ class FastPath:
                 return native.get(key)
             except NativeGetError as err:
                 missed = err
+                if err.handshake:
+                    self._off(native, f"the Common Runtime's GET of {name} failed ({err})")
         data = sdk_get()
-        if missed is not None and missed.lasting and self.native is native:
-            self.native = None
-            log.warning(
-                "S3 reads go through the SDK from here on: the Common Runtime's GET of %s "
-                "failed (%s) where the SDK's passed",
-                name,
-                missed,
+        if missed is not None and missed.lasting:
+            self._off(
+                native,
+                f"the Common Runtime's GET of {name} failed ({missed}) where the SDK's passed",
             )
         return data
+
+    def _off(self, native: NativeGets | None, why: str) -> None:
+        with self._lock:
+            if self.native is not native or native is None:
+                return  # off already
+            self.native = None
+        log.warning("S3 reads go through the SDK from here on: %s", why)
 
 
 def wanted() -> bool:
@@ -277,8 +294,13 @@ def native_gets(bucket: str, presign: Callable[[str], str], in_flight: int) -> N
 
     None when ``awscrt`` is not installed, the bucket is an access point or an
     S3 Express bucket, the SDK finds no credentials (its own GET then says so),
-    it presigns other than with SigV4 for S3, or a CA bundle is set for an HTTPS
-    endpoint. The store asks :func:`wanted` first.
+    or it presigns other than with SigV4 for S3. The store asks :func:`wanted` first.
+
+    Raises
+    ------
+    Exception
+        Whatever ``awscrt`` raises for a CA bundle it cannot read; :class:`FastPath`
+        then leaves every GET to the SDK, with one warning.
     """
     if bucket.startswith("arn:") or bucket.endswith("--x-s3"):
         return None
@@ -303,10 +325,18 @@ def native_gets(bucket: str, presign: Callable[[str], str], in_flight: int) -> N
         or url.scheme not in ("http", "https")
     ):
         return None
-    if url.scheme == "https" and (
-        os.environ.get("AWS_CA_BUNDLE") or session.get_scoped_config().get("ca_bundle")
-    ):
-        return None  # the runtime trusts the system's certificates, not the SDK's bundle
+    tls = None
+    if url.scheme == "https":
+        # The certificates the SDK trusts, not the system's: AWS_CA_BUNDLE or the profile's
+        # ca_bundle, else the bundle botocore ships with (certifi's, where installed).
+        from awscrt import io
+        from botocore.httpsession import get_cert_path
+
+        options = io.TlsContextOptions()
+        options.override_default_trust_store_from_path(
+            None, session.get_config_variable("ca_bundle") or get_cert_path(True)
+        )
+        tls = io.ClientTlsContext(options).new_connection_options()
 
     def credentials_now() -> Any:
         frozen = credentials.get_frozen_credentials()
@@ -315,9 +345,8 @@ def native_gets(bucket: str, presign: Callable[[str], str], in_flight: int) -> N
     client = s3.S3Client(
         region=scope[2],
         credential_provider=auth.AwsCredentialsProvider.new_delegate(credentials_now),
-        tls_mode=s3.S3RequestTlsMode.ENABLED
-        if url.scheme == "https"
-        else s3.S3RequestTlsMode.DISABLED,
+        tls_mode=s3.S3RequestTlsMode.DISABLED if tls is None else s3.S3RequestTlsMode.ENABLED,
+        tls_connection_options=tls,
         # A connection for every request the readers keep in flight (the runtime sizes its
         # pool by the throughput target, 10 Gb/s being the least that gives 16).
         throughput_target_gbps=10.0,

@@ -12,11 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import ssl
 import threading
 import zlib
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import trustme
 from awscrt import auth, checksums, s3
 
 from archiver.archive import crt
@@ -24,6 +28,8 @@ from archiver.archive.crt import NativeGetError, NativeGets, check_body, native_
 from archiver.archive.errors import InvalidNameError, StoreError, StoreUnavailable
 from archiver.archive.s3store import S3Store
 from archiver.archive.store import FsspecStore, open_store
+from devkit.proxy import DelayProxy
+from devkit.servers import SeaweedS3
 from tests.proxies import FlippingProxy
 
 DATA = bytes(range(256)) * 64  # 16 KiB
@@ -109,17 +115,6 @@ class TestTheFastPathServes:
         monkeypatch.setenv(variable, "http://proxy.internal:3128")
         assert crt.wanted() is False
 
-    def test_a_ca_bundle_keeps_https_gets_on_the_sdk(
-        self, s3_archive: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
-        bucket = s3_archive.removeprefix("s3://").split("/")[0]
-        https = f"https://s3.us-east-1.amazonaws.com/{bucket}/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-        https += "&X-Amz-Credential=AKID%2F20261202%2Fus-east-1%2Fs3%2Faws4_request"
-        assert native_gets(bucket, lambda key: https, 16) is not None
-        monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-        assert native_gets(bucket, lambda key: https, 16) is None
-
     @pytest.mark.parametrize(
         "url",
         [
@@ -153,6 +148,98 @@ class TestTheFastPathServes:
 
         assert native is not None
         assert native.get("archive/a.bin") == DATA
+
+
+@pytest.fixture
+def https_endpoint(seaweed: SeaweedS3, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """SeaweedFS behind HTTPS, its certificate from a CA of the test's own; (endpoint, CA file)."""
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with DelayProxy(seaweed.endpoint, delay=0.0, tls=tls) as proxy:
+        yield proxy.endpoint, ca_file
+
+
+class TestOverHttps:
+    """Over HTTPS the fast path trusts the certificates the SDK trusts, and no others."""
+
+    @pytest.mark.parametrize("where", ["AWS_CA_BUNDLE", "profile"])
+    def test_the_sdks_ca_bundle_is_the_fast_paths_too(
+        self,
+        s3_archive: str,
+        https_endpoint: tuple[str, Path],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+        where: str,
+    ) -> None:
+        endpoint, ca_file = https_endpoint
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        if where == "AWS_CA_BUNDLE":
+            monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
+        else:
+            config = tmp_path / "config"
+            config.write_text(f"[default]\nca_bundle = {ca_file}\n")
+            monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        S3Store(s3_archive).put("t/a.parquet", DATA)
+
+        for store in (_fsspec(s3_archive), S3Store(s3_archive)):
+            assert store.get("t/a.parquet") == DATA
+            assert store.native is not None and store.native.served == 1
+
+    def test_a_certificate_the_sdk_does_not_trust_switches_the_fast_path_off(
+        self,
+        s3_archive: str,
+        https_endpoint: tuple[str, Path],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        # Slow by design: the runtime's TLS library waits 10 to 30 s after refusing a
+        # certificate (blinding against timing attacks), which is why one refusal is enough.
+        endpoint, ca_file = https_endpoint
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
+        S3Store(s3_archive).put("a.bin", DATA)
+        # Without the bundle, the SDK trusts its own (certifi's) certificates, not this CA
+        monkeypatch.delenv("AWS_CA_BUNDLE")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        store = _fsspec(s3_archive)
+
+        # The error is the SDK's, in the store's words
+        with (
+            caplog.at_level(logging.WARNING, logger="archiver.archive.crt"),
+            pytest.raises(StoreUnavailable, match=r"a\.bin.*certificate verify failed"),
+        ):
+            store.get("a.bin")
+        assert store.native is None
+        assert "from here on" in caplog.text and "TLS" in caplog.text
+
+    def test_a_ca_bundle_that_holds_no_certificate_leaves_the_error_to_the_sdk(
+        self,
+        s3_archive: str,
+        https_endpoint: tuple[str, Path],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        endpoint, ca_file = https_endpoint
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
+        S3Store(s3_archive).put("a.bin", DATA)
+        not_pem = tmp_path / "not.pem"
+        not_pem.write_text("not a certificate\n")
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(not_pem))
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        store = _fsspec(s3_archive)
+
+        with (
+            caplog.at_level(logging.WARNING, logger="archiver.archive.crt"),
+            pytest.raises(StoreError, match=r"a\.bin"),
+        ):
+            store.get("a.bin")
+        assert store.native is None
+        assert "could not be made" in caplog.text
 
 
 class TestItDecidesNoError:
