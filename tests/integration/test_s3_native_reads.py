@@ -188,58 +188,49 @@ class TestOverHttps:
             assert store.get("t/a.parquet") == DATA
             assert store.native is not None and store.native.served == 1
 
-    def test_a_certificate_the_sdk_does_not_trust_switches_the_fast_path_off(
-        self,
-        s3_archive: str,
-        https_endpoint: tuple[str, Path],
-        monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture,
-    ) -> None:
-        # Slow by design: the runtime's TLS library waits 10 to 30 s after refusing a
-        # certificate (blinding against timing attacks), which is why one refusal is enough.
-        endpoint, ca_file = https_endpoint
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
-        S3Store(s3_archive).put("a.bin", DATA)
-        # Without the bundle, the SDK trusts its own (certifi's) certificates, not this CA
-        monkeypatch.delenv("AWS_CA_BUNDLE")
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-        store = _fsspec(s3_archive)
-
-        # The error is the SDK's, in the store's words
-        with (
-            caplog.at_level(logging.WARNING, logger="archiver.archive.crt"),
-            pytest.raises(StoreUnavailable, match=r"a\.bin.*certificate verify failed"),
-        ):
-            store.get("a.bin")
-        assert store.native is None
-        assert "from here on" in caplog.text and "TLS" in caplog.text
-
-    def test_a_ca_bundle_that_holds_no_certificate_leaves_the_error_to_the_sdk(
+    @pytest.mark.parametrize(
+        ("bundle", "error", "warning"),
+        [
+            # Slow by design: the runtime's TLS library waits 10 to 30 s after refusing a
+            # certificate (blinding against timing attacks), which is why one refusal is enough.
+            pytest.param(
+                None, r"a\.bin.*certificate verify failed", "from here on", id="untrusted"
+            ),
+            pytest.param("not a certificate\n", r"a\.bin", "could not be made", id="not-pem"),
+        ],
+    )
+    def test_a_certificate_the_sdk_refuses_leaves_the_error_to_the_sdk_and_the_path_off(
         self,
         s3_archive: str,
         https_endpoint: tuple[str, Path],
         monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path,
         caplog: pytest.LogCaptureFixture,
+        bundle: str | None,
+        error: str,
+        warning: str,
     ) -> None:
         endpoint, ca_file = https_endpoint
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
         monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
         S3Store(s3_archive).put("a.bin", DATA)
-        not_pem = tmp_path / "not.pem"
-        not_pem.write_text("not a certificate\n")
-        monkeypatch.setenv("AWS_CA_BUNDLE", str(not_pem))
+        if bundle is None:
+            # The SDK then trusts its own (certifi's) certificates, not this CA
+            monkeypatch.delenv("AWS_CA_BUNDLE")
+        else:
+            (tmp_path / "bundle.pem").write_text(bundle)
+            monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "bundle.pem"))
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
         store = _fsspec(s3_archive)
 
+        # The error is the SDK's, in the store's words
         with (
             caplog.at_level(logging.WARNING, logger="archiver.archive.crt"),
-            pytest.raises(StoreError, match=r"a\.bin"),
+            pytest.raises(StoreError, match=error),
         ):
             store.get("a.bin")
         assert store.native is None
-        assert "could not be made" in caplog.text
+        assert warning in caplog.text
 
 
 class TestItDecidesNoError:
